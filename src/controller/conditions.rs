@@ -1,0 +1,99 @@
+//! kstatus conditions: Ready, Reconciling and Stalled, kept as a list keyed by type.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::crd::Condition;
+use crate::names::condition;
+
+/// Status of the three conditions for one outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub ready: bool,
+    pub reconciling: bool,
+    pub stalled: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// Builds the conditions for `verdict`, keeping each condition's `lastTransitionTime`
+/// from `previous` while its status and reason stay the same.
+#[must_use]
+pub fn build(previous: &[Condition], verdict: &Verdict, generation: Option<i64>, now: &Time) -> Vec<Condition> {
+    let reconciling_message = if verdict.reconciling { verdict.message.clone() } else { String::new() };
+    let stalled_message = if verdict.stalled { verdict.message.clone() } else { String::new() };
+    [
+        (condition::READY, verdict.ready, verdict.message.clone()),
+        (condition::RECONCILING, verdict.reconciling, reconciling_message),
+        (condition::STALLED, verdict.stalled, stalled_message),
+    ]
+    .into_iter()
+    .map(|(type_, status, message)| {
+        let status = if status { "True" } else { "False" };
+        let last_transition_time = previous
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == status && c.reason == verdict.reason)
+            .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+        Condition {
+            type_: type_.to_owned(),
+            status: status.to_owned(),
+            reason: verdict.reason.to_owned(),
+            message,
+            last_transition_time,
+            observed_generation: generation,
+        }
+    })
+    .collect()
+}
+
+/// The condition of a type, if present.
+#[must_use]
+pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn time(second: i64) -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(second).expect("valid"))
+    }
+
+    fn verdict(reason: &'static str, ready: bool) -> Verdict {
+        Verdict {
+            ready,
+            reconciling: !ready,
+            stalled: false,
+            reason,
+            message: "m".to_owned(),
+        }
+    }
+
+    #[test]
+    fn build_keeps_transition_time_when_unchanged() {
+        let first = build(&[], &verdict("WaitingForRestore", false), Some(1), &time(100));
+        let second = build(&first, &verdict("WaitingForRestore", false), Some(2), &time(200));
+        for condition in &second {
+            assert_eq!(condition.last_transition_time, time(100), "{}", condition.type_);
+            assert_eq!(condition.observed_generation, Some(2));
+        }
+    }
+
+    #[test]
+    fn build_moves_transition_time_on_reason_change() {
+        let first = build(&[], &verdict("WaitingForRestore", false), Some(1), &time(100));
+        let second = build(&first, &verdict("RestoreInProgress", false), Some(1), &time(200));
+        let ready = find(&second, "Ready").expect("ready");
+        assert_eq!(ready.last_transition_time, time(200));
+        assert_eq!(ready.status, "False");
+    }
+
+    #[test]
+    fn build_writes_three_types() {
+        let built = build(&[], &verdict("RestoreSucceeded", true), None, &time(1));
+        let types: Vec<&str> = built.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types, ["Ready", "Reconciling", "Stalled"]);
+        assert_eq!(find(&built, "Ready").expect("ready").status, "True");
+        assert_eq!(find(&built, "Reconciling").expect("reconciling").status, "False");
+    }
+}

@@ -1,0 +1,125 @@
+//! The SklmRestore controller: watches the objects and the Secrets they reference, and
+//! wires the reconcile to the shared pollers of `sklm::hub`.
+
+mod conditions;
+pub mod decide;
+mod reconcile;
+pub mod secrets;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, predicates, watcher};
+use kube::{Client, ResourceExt};
+
+use crate::crd::SklmRestore;
+use crate::metrics::Metrics;
+use crate::sklm::hub::Hub;
+
+/// Shared state of all reconciles.
+pub struct Context {
+    pub client: Client,
+    pub hub: Arc<Hub>,
+    pub secrets: Store<Secret>,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+}
+
+/// A reconcile that failed; the object is retried after a delay.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("object has no namespace")]
+    NotNamespaced,
+    #[error("failed to write status")]
+    StatusWrite(#[source] kube::Error),
+}
+
+/// Delay before retrying a reconcile that failed.
+const ERROR_RETRY: Duration = Duration::from_secs(5);
+
+/// Scope of the watches: all namespaces, or one.
+#[derive(Clone, Debug)]
+pub enum Scope {
+    Cluster,
+    Namespace(String),
+}
+
+/// Runs the controller for one scope until `shutdown` resolves.
+pub async fn run(client: Client, scope: Scope, metrics: Arc<Metrics>, store_out: tokio::sync::watch::Sender<Option<Store<SklmRestore>>>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let (restores, secrets): (Api<SklmRestore>, Api<Secret>) = match &scope {
+        Scope::Cluster => (Api::all(client.clone()), Api::all(client.clone())),
+        Scope::Namespace(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
+    };
+    let (restore_reader, restore_writer) = reflector::store();
+    // Status writes change the resourceVersion but not the generation; filtering on the
+    // generation keeps the operator's own writes from triggering reconciles.
+    let restore_stream = watcher(restores, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(restore_writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+
+    let (secret_reader, secret_writer) = reflector::store();
+    let secret_config = watcher::Config::default().fields("type!=kubernetes.io/service-account-token");
+    let secret_stream = watcher(secrets, secret_config)
+        .default_backoff()
+        .reflect(secret_writer)
+        .touched_objects();
+
+    let (trigger_tx, trigger_rx) = futures::channel::mpsc::unbounded();
+    let hub = Hub::new(restore_reader.clone(), trigger_tx, Arc::clone(&metrics));
+    let _ = store_out.send(Some(restore_reader.clone()));
+    let reporter = Reporter {
+        controller: "sklm-restore-operator".to_owned(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        client,
+        hub,
+        secrets: secret_reader,
+        metrics,
+    });
+    let mapper_store = restore_reader.clone();
+    Controller::for_stream(restore_stream, restore_reader)
+        .watches_stream(secret_stream, move |secret| objects_using(&mapper_store, &secret))
+        .reconcile_on(trigger_rx)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile_logged, error_policy, ctx)
+        .for_each(|_| std::future::ready(()))
+        .await;
+}
+
+/// Objects in the Secret's namespace that reference it for credentials or the CA.
+fn objects_using(store: &Store<SklmRestore>, secret: &Secret) -> Vec<ObjectRef<SklmRestore>> {
+    let (Some(namespace), name) = (secret.namespace(), secret.name_any()) else {
+        return Vec::new();
+    };
+    store
+        .state()
+        .iter()
+        .filter(|o| o.namespace().as_deref() == Some(namespace.as_str()))
+        .filter(|o| {
+            o.spec.credentials_secret_ref.name == name
+                || o.spec.server.ca_secret_ref.as_ref().is_some_and(|r| r.name == name)
+        })
+        .map(|o| ObjectRef::from_obj(&**o))
+        .collect()
+}
+
+async fn reconcile_logged(object: Arc<SklmRestore>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let result = reconcile::reconcile(Arc::clone(&object), Arc::clone(&ctx)).await;
+    ctx.metrics.record_reconcile(result.is_ok());
+    result
+}
+
+fn error_policy(object: Arc<SklmRestore>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(object = %ObjectRef::from_obj(&*object), error = %error, source = ?std::error::Error::source(error).map(ToString::to_string), "reconcile failed");
+    Action::requeue(ERROR_RETRY)
+}

@@ -1,0 +1,309 @@
+//! Shared pollers: one session and one poll loop per (server, prefix, credentials, TLS
+//! settings), whatever the number of `SklmRestore` objects that watch it.
+//!
+//! Objects subscribe from their reconcile with their poll interval. Each poller runs in
+//! its own task, so a slow server never delays another; it polls at the shortest interval
+//! among its subscribers, with jitter, backs off while the server fails, and asks the
+//! controller to reconcile its subscribers whenever the answer changes. A poller whose
+//! subscribers are all gone (deleted, moved to another server, or finished) logs out and
+//! stops.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::channel::mpsc::UnboundedSender;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::reflector::{ObjectRef, Store};
+use tokio::sync::Notify;
+
+use super::{ClientSettings, Credentials, RestoreObservation, RestoreResult, Session, SklmClient, SklmError};
+use crate::crd::SklmRestore;
+use crate::metrics::Metrics;
+
+/// Longest wait between polls of a failing server, unless the interval is longer.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Everything that decides which session a poll uses.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PollTarget {
+    pub settings: ClientSettings,
+    pub credentials: Credentials,
+}
+
+/// One poll of a server.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// Counts polls of this poller, from 1.
+    pub sequence: u64,
+    pub polled_at: Timestamp,
+    pub outcome: Result<RestoreObservation, Arc<SklmError>>,
+    /// The result service's answer; `None` when no subscriber asked for it or the server
+    /// reported a restore still running.
+    pub result: Option<Result<RestoreResult, Arc<SklmError>>>,
+    /// Start of the current run of failed polls.
+    pub failing_since: Option<Timestamp>,
+}
+
+/// What one object asks of its poller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Subscription {
+    pub interval: Duration,
+    /// Ask the result service whenever the server reports no restore running.
+    pub wants_result: bool,
+}
+
+type Key = ObjectRef<SklmRestore>;
+
+#[derive(Default)]
+struct PollerEntry {
+    subscribers: HashMap<Key, Subscription>,
+    latest: Option<Arc<Snapshot>>,
+    wake: Arc<Notify>,
+}
+
+#[derive(Default)]
+struct HubState {
+    pollers: HashMap<Arc<PollTarget>, PollerEntry>,
+    members: HashMap<Key, Arc<PollTarget>>,
+}
+
+/// The registry of pollers.
+pub struct Hub {
+    state: Mutex<HubState>,
+    store: Store<SklmRestore>,
+    trigger: UnboundedSender<Key>,
+    metrics: Arc<Metrics>,
+}
+
+impl Hub {
+    #[must_use]
+    pub fn new(store: Store<SklmRestore>, trigger: UnboundedSender<Key>, metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Hub {
+            state: Mutex::new(HubState::default()),
+            store,
+            trigger,
+            metrics,
+        })
+    }
+
+    /// Subscribes an object to the poller of `target`, moving it off any other poller,
+    /// and returns that poller's latest snapshot, if it has polled yet.
+    pub fn subscribe(self: &Arc<Self>, object: Key, target: PollTarget, subscription: Subscription) -> Option<Arc<Snapshot>> {
+        let mut state = self.lock();
+        let target = Arc::new(target);
+        if state.members.get(&object).is_some_and(|current| *current != target) {
+            remove_member(&mut state, &object);
+        }
+        let entry = match state.pollers.get_mut(&target) {
+            Some(entry) => entry,
+            None => {
+                self.spawn_poller(Arc::clone(&target));
+                state.pollers.entry(Arc::clone(&target)).or_default()
+            }
+        };
+        let previous = entry.subscribers.insert(object.clone(), subscription);
+        let needs_earlier_poll = previous.is_none_or(|p| {
+            subscription.interval < p.interval || (subscription.wants_result && !p.wants_result)
+        });
+        if needs_earlier_poll && entry.latest.is_some() {
+            entry.wake.notify_one();
+        }
+        let latest = entry.latest.clone();
+        state.members.insert(object, target);
+        latest
+    }
+
+    /// Removes an object from its poller, if it has one.
+    pub fn unsubscribe(&self, object: &Key) {
+        remove_member(&mut self.lock(), object);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HubState> {
+        self.state.lock().expect("hub state lock poisoned by a panic")
+    }
+
+    fn spawn_poller(self: &Arc<Self>, target: Arc<PollTarget>) {
+        let hub = Arc::clone(self);
+        tokio::spawn(async move { hub.run_poller(target).await });
+    }
+
+    async fn run_poller(self: Arc<Self>, target: Arc<PollTarget>) {
+        let origin = target.settings.endpoint.origin.clone();
+        tracing::debug!(%origin, user = %target.credentials.user, "poller started");
+        let mut session: Option<Session> = None;
+        let mut failures = 0u32;
+        loop {
+            let Some((subscribers, interval, wants_result, wake)) = self.prepare_poll(&target) else {
+                break;
+            };
+            let previous = self.lock().pollers.get(&target).and_then(|e| e.latest.clone());
+            let snapshot = self.poll(&target, &mut session, wants_result, previous.as_deref()).await;
+            failures = if snapshot.outcome.is_ok() { 0 } else { failures.saturating_add(1) };
+            let changed = previous.as_deref().is_none_or(|p| !same_answer(p, &snapshot));
+            if let Some(entry) = self.lock().pollers.get_mut(&target) {
+                entry.latest = Some(Arc::new(snapshot));
+            }
+            if changed {
+                for object in subscribers {
+                    // The receiver only closes when the controller stops.
+                    let _ = self.trigger.unbounded_send(object);
+                }
+            }
+            let delay = next_delay(interval, failures);
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = wake.notified() => {}
+            }
+        }
+        if let Some(session) = session {
+            session.logout().await;
+        }
+        tracing::debug!(%origin, "poller stopped");
+    }
+
+    /// Drops subscribers whose objects are gone, and returns what the next poll needs; `None`
+    /// (after removing the poller) when no subscriber is left.
+    fn prepare_poll(&self, target: &Arc<PollTarget>) -> Option<(Vec<Key>, Duration, bool, Arc<Notify>)> {
+        let mut state = self.lock();
+        let entry = state.pollers.get_mut(target)?;
+        let gone: Vec<Key> = entry
+            .subscribers
+            .keys()
+            .filter(|object| self.store.get(object).is_none())
+            .cloned()
+            .collect();
+        for object in &gone {
+            entry.subscribers.remove(object);
+        }
+        if entry.subscribers.is_empty() {
+            state.pollers.remove(target);
+            for object in gone {
+                state.members.remove(&object);
+            }
+            return None;
+        }
+        let interval = entry.subscribers.values().map(|s| s.interval).min()?;
+        let wants_result = entry.subscribers.values().any(|s| s.wants_result);
+        let subscribers = entry.subscribers.keys().cloned().collect();
+        let wake = Arc::clone(&entry.wake);
+        for object in gone {
+            state.members.remove(&object);
+        }
+        Some((subscribers, interval, wants_result, wake))
+    }
+
+    async fn poll(&self, target: &PollTarget, session: &mut Option<Session>, wants_result: bool, previous: Option<&Snapshot>) -> Snapshot {
+        let sequence = previous.map_or(1, |p| p.sequence + 1);
+        let started = std::time::Instant::now();
+        let outcome = match session_for(target, session) {
+            Ok(session) => {
+                let logins_before = session.login_count();
+                let outcome = session.is_running().await;
+                self.metrics.record_logins(session.login_count() - logins_before);
+                outcome
+            }
+            Err(error) => Err(error),
+        };
+        self.metrics.record_poll(started.elapsed(), outcome.as_ref().err());
+        if let Err(error) = &outcome {
+            tracing::debug!(origin = %target.settings.endpoint.origin, %error, "poll failed");
+        }
+        let ended = outcome.as_ref().is_ok_and(|o| o.step == crate::crd::RestorePhase::Idle || o.step == crate::crd::RestorePhase::Completed);
+        let result = match session.as_ref() {
+            Some(session) if wants_result && ended => Some(session.restore_result().await.map_err(Arc::new)),
+            _ => None,
+        };
+        let now = Timestamp::now();
+        Snapshot {
+            sequence,
+            polled_at: now,
+            failing_since: if outcome.is_ok() { None } else { previous.and_then(|p| p.failing_since).or(Some(now)) },
+            outcome: outcome.map_err(Arc::new),
+            result,
+        }
+    }
+}
+
+fn remove_member(state: &mut HubState, object: &Key) {
+    if let Some(target) = state.members.remove(object)
+        && let Some(entry) = state.pollers.get_mut(&target)
+    {
+        entry.subscribers.remove(object);
+        if entry.subscribers.is_empty() {
+            entry.wake.notify_one();
+        }
+    }
+}
+
+fn session_for<'a>(target: &PollTarget, session: &'a mut Option<Session>) -> Result<&'a Session, SklmError> {
+    if session.is_none() {
+        let client = SklmClient::new(target.settings.clone())?;
+        *session = Some(Session::new(client, target.credentials.clone()));
+    }
+    Ok(session.as_ref().expect("session was just set"))
+}
+
+/// Whether two polls got the same answer, ignoring when they ran.
+fn same_answer(a: &Snapshot, b: &Snapshot) -> bool {
+    fn same_error(a: &SklmError, b: &SklmError) -> bool {
+        a.reason() == b.reason() && a.to_string() == b.to_string()
+    }
+    let outcome = match (&a.outcome, &b.outcome) {
+        (Ok(a), Ok(b)) => a == b,
+        (Err(a), Err(b)) => same_error(a, b),
+        _ => false,
+    };
+    let result = match (&a.result, &b.result) {
+        (None, None) => true,
+        (Some(Ok(a)), Some(Ok(b))) => a == b,
+        (Some(Err(a)), Some(Err(b))) => same_error(a, b),
+        _ => false,
+    };
+    outcome && result
+}
+
+/// The interval with ±10 % jitter, doubled per consecutive failure up to
+/// `max(interval, MAX_BACKOFF)`.
+fn next_delay(interval: Duration, failures: u32) -> Duration {
+    let base = if failures == 0 {
+        interval
+    } else {
+        let factor = 2u32.saturating_pow(failures - 1);
+        interval.saturating_mul(factor).min(interval.max(MAX_BACKOFF))
+    };
+    let jitter: f64 = rand::random_range(-0.1..=0.1);
+    base.mul_f64(1.0 + jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delay_stays_within_jitter_of_interval() {
+        let interval = Duration::from_secs(10);
+        for _ in 0..100 {
+            let delay = next_delay(interval, 0);
+            assert!(delay >= Duration::from_secs(9), "{delay:?}");
+            assert!(delay <= Duration::from_secs(11), "{delay:?}");
+        }
+    }
+
+    #[test]
+    fn delay_backs_off_and_caps() {
+        let interval = Duration::from_secs(10);
+        let second = next_delay(interval, 2);
+        assert!(second >= Duration::from_secs(18) && second <= Duration::from_secs(22), "{second:?}");
+        let capped = next_delay(interval, 30);
+        assert!(capped <= Duration::from_secs(66), "{capped:?}");
+        assert!(capped >= Duration::from_secs(54), "{capped:?}");
+    }
+
+    #[test]
+    fn delay_cap_never_below_interval() {
+        let interval = Duration::from_secs(300);
+        let delay = next_delay(interval, 5);
+        assert!(delay >= Duration::from_secs(270), "{delay:?}");
+    }
+}
