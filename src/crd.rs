@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_API_PREFIX: &str = "/SKLM/rest/v1";
 
 /// Watches a restore of an IBM SKLM / GKLM key server and reports its phase and result.
+// Each printcolumn repeats the keys name and type_, which this lint takes for duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "sklm.dev",
@@ -32,7 +34,11 @@ pub const DEFAULT_API_PREFIX: &str = "/SKLM/rest/v1";
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
     printcolumn(name = "Started", type_ = "date", json_path = ".status.startTime"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     printcolumn(
         name = "Message",
         type_ = "string",

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -33,7 +34,9 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .with_state(AppState { metrics, store });
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Binds the listener, so a taken port fails the start with a clear error.
@@ -42,17 +45,34 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
 }
 
 async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
-    let objects = state.store.borrow().as_ref().map(Store::state).unwrap_or_default();
+    let objects = state
+        .store
+        .borrow()
+        .as_ref()
+        .map(Store::state)
+        .unwrap_or_default();
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.encode(&objects),
     )
 }
 
+/// Ready once the controller's object cache is filled; a replica waiting for the leader
+/// lease is ready too, so rolling updates can proceed.
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let store = state.store.borrow().clone();
-    match store {
-        Some(store) if store.wait_until_ready().await.is_ok() => (StatusCode::OK, "ready"),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, "object cache not ready"),
+    let Some(store) = store else {
+        return (StatusCode::OK, "standby");
+    };
+    let filled = tokio::time::timeout(Duration::from_secs(1), store.wait_until_ready()).await;
+    match filled {
+        Ok(Ok(())) => (StatusCode::OK, "ready"),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "object cache not filled yet",
+        ),
     }
 }

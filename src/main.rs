@@ -1,19 +1,11 @@
 //! Command line: `run` starts the controller, `crd` prints the CustomResourceDefinition.
 
-mod controller;
-mod crd;
-mod http;
-mod metrics;
-mod names;
-mod sklm;
-mod telemetry;
-
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use kube::CustomResourceExt;
+use sklm_restore_operator::{crd, runner, telemetry};
 
 /// Kubernetes operator that reports the restore state of IBM SKLM / GKLM key servers on
 /// `SklmRestore` objects.
@@ -45,6 +37,23 @@ struct RunArgs {
     /// Log format; the level comes from RUST_LOG (default: info).
     #[arg(long, env = "SKLM_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: telemetry::LogFormat,
+
+    /// Elect a leader on a coordination.k8s.io Lease; only the leader polls and writes.
+    /// Needed whenever more than one replica runs.
+    #[arg(long, env = "SKLM_LEADER_ELECTION")]
+    leader_election: bool,
+
+    /// Name of the Lease used for leader election.
+    #[arg(long, env = "SKLM_LEASE_NAME", default_value = "sklm-restore-operator")]
+    lease_name: String,
+
+    /// Namespace of the Lease; in a pod, its own namespace.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+
+    /// This replica's identity in the Lease (default: host name and process id).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,7 +69,10 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("failed to start the async runtime")?;
-            runtime.block_on(run(args))
+            rustls::crypto::ring::default_provider()
+                .install_default()
+                .map_err(|_| anyhow::anyhow!("a TLS crypto provider was already installed"))?;
+            runtime.block_on(runner::run(run_config(args)))
         }
     }
 }
@@ -69,46 +81,21 @@ fn crd_yaml() -> anyhow::Result<String> {
     serde_yaml::to_string(&crd::SklmRestore::crd()).context("failed to render the CRD as YAML")
 }
 
-async fn run(args: RunArgs) -> anyhow::Result<()> {
-    rustls::crypto::ring::default_provider()
-        .install_default()
-        .map_err(|_| anyhow::anyhow!("a TLS crypto provider was already installed"))?;
-    let client = kube::Client::try_default()
-        .await
-        .context("failed to configure the Kubernetes client (in-cluster config or KUBECONFIG)")?;
-    let metrics = Arc::new(metrics::Metrics::default());
-    let listener = http::bind(args.http_addr)
-        .await
-        .with_context(|| format!("failed to listen on {}", args.http_addr))?;
-    tracing::info!(addr = %listener.local_addr()?, namespace = args.namespace.as_deref().unwrap_or("*"), "starting");
-
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let (store_tx, store_rx) = tokio::sync::watch::channel(None);
-    let wait_shutdown = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let scope = match args.namespace {
-        Some(ns) => controller::Scope::Namespace(ns),
-        None => controller::Scope::Cluster,
-    };
-    let http_task = tokio::spawn(http::serve(listener, Arc::clone(&metrics), store_rx, wait_shutdown(shutdown_rx.clone())));
-    let controller_task = tokio::spawn(controller::run(client, scope, metrics, store_tx, wait_shutdown(shutdown_rx)));
-
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    let _ = shutdown_tx.send(true);
-    controller_task.await.context("controller task failed")?;
-    http_task.await.context("HTTP task failed")?.context("HTTP server failed")?;
-    tracing::info!("stopped");
-    Ok(())
+fn run_config(args: RunArgs) -> runner::RunConfig {
+    let leader_election = args.leader_election.then(|| runner::LeaderElection {
+        lease_name: args.lease_name,
+        lease_namespace: args.lease_namespace,
+        identity: args.identity.unwrap_or_else(default_identity),
+    });
+    runner::RunConfig {
+        namespace: args.namespace,
+        http_addr: args.http_addr,
+        leader_election,
+    }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler cannot fail on Unix");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+/// Host name and process id: unique enough outside a pod, where POD_NAME is unset.
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}-{}", host.trim(), std::process::id())
 }

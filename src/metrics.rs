@@ -38,13 +38,18 @@ pub struct Metrics {
     status_writes: Family<OutcomeLabels, Counter>,
     reconciles: Family<OutcomeLabels, Counter>,
     objects: Family<PhaseLabels, Gauge>,
+    leader: Gauge,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("sklm");
         let polls = Family::<PollLabels, Counter>::default();
-        registry.register("polls", "Polls of key servers, by outcome and error kind", polls.clone());
+        registry.register(
+            "polls",
+            "Polls of key servers, by outcome and error kind",
+            polls.clone(),
+        );
         let poll_duration = Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
         registry.register(
             "poll_duration_seconds",
@@ -54,11 +59,25 @@ impl Default for Metrics {
         let logins = Counter::default();
         registry.register("logins", "Logins to key servers", logins.clone());
         let status_writes = Family::<OutcomeLabels, Counter>::default();
-        registry.register("status_writes", "Status writes to the API server, by outcome", status_writes.clone());
+        registry.register(
+            "status_writes",
+            "Status writes to the API server, by outcome",
+            status_writes.clone(),
+        );
         let reconciles = Family::<OutcomeLabels, Counter>::default();
-        registry.register("reconciles", "Reconciles of SklmRestore objects, by outcome", reconciles.clone());
+        registry.register(
+            "reconciles",
+            "Reconciles of SklmRestore objects, by outcome",
+            reconciles.clone(),
+        );
         let objects = Family::<PhaseLabels, Gauge>::default();
         registry.register("restores", "SklmRestore objects by phase", objects.clone());
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica runs the controller (holds the Lease)",
+            leader.clone(),
+        );
         Metrics {
             registry,
             polls,
@@ -67,6 +86,7 @@ impl Default for Metrics {
             status_writes,
             reconciles,
             objects,
+            leader,
         }
     }
 }
@@ -74,8 +94,14 @@ impl Default for Metrics {
 impl Metrics {
     pub fn record_poll(&self, duration: Duration, error: Option<&SklmError>) {
         let labels = match error {
-            None => PollLabels { outcome: "success", error_kind: "" },
-            Some(error) => PollLabels { outcome: "error", error_kind: error.kind() },
+            None => PollLabels {
+                outcome: "success",
+                error_kind: "",
+            },
+            Some(error) => PollLabels {
+                outcome: "error",
+                error_kind: error.kind(),
+            },
         };
         self.polls.get_or_create(&labels).inc();
         self.poll_duration.observe(duration.as_secs_f64());
@@ -87,16 +113,25 @@ impl Metrics {
 
     pub fn record_status_write(&self, success: bool) {
         let outcome = if success { "success" } else { "error" };
-        self.status_writes.get_or_create(&OutcomeLabels { outcome }).inc();
+        self.status_writes
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 
     pub fn record_reconcile(&self, success: bool) {
         let outcome = if success { "success" } else { "error" };
-        self.reconciles.get_or_create(&OutcomeLabels { outcome }).inc();
+        self.reconciles
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
     }
 
     /// Encodes all metrics in the Prometheus text format, counting objects by phase from
     /// `objects` first.
+    #[must_use]
     pub fn encode(&self, objects: &[std::sync::Arc<SklmRestore>]) -> String {
         for phase in Phase::ALL {
             let count = objects
@@ -104,7 +139,9 @@ impl Metrics {
                 .filter(|o| o.status.as_ref().and_then(|s| s.phase) == Some(phase))
                 .count();
             self.objects
-                .get_or_create(&PhaseLabels { phase: phase.as_str() })
+                .get_or_create(&PhaseLabels {
+                    phase: phase.as_str(),
+                })
                 .set(i64::try_from(count).unwrap_or(i64::MAX));
         }
         let mut text = String::new();
@@ -123,8 +160,17 @@ mod tests {
         let metrics = Metrics::default();
         metrics.record_poll(Duration::from_millis(20), None);
         let text = metrics.encode(&[]);
-        assert!(text.contains(r#"sklm_polls_total{outcome="success",error_kind=""} 1"#), "{text}");
-        assert!(text.contains(r#"sklm_restores{phase="Running"} 0"#), "{text}");
-        assert!(text.contains("sklm_poll_duration_seconds_count 1"), "{text}");
+        assert!(
+            text.contains(r#"sklm_polls_total{outcome="success",error_kind=""} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sklm_restores{phase="Running"} 0"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("sklm_poll_duration_seconds_count 1"),
+            "{text}"
+        );
     }
 }

@@ -18,12 +18,29 @@ pub struct Verdict {
 /// Builds the conditions for `verdict`, keeping each condition's `lastTransitionTime`
 /// from `previous` while its status and reason stay the same.
 #[must_use]
-pub fn build(previous: &[Condition], verdict: &Verdict, generation: Option<i64>, now: &Time) -> Vec<Condition> {
-    let reconciling_message = if verdict.reconciling { verdict.message.clone() } else { String::new() };
-    let stalled_message = if verdict.stalled { verdict.message.clone() } else { String::new() };
+pub fn build(
+    previous: &[Condition],
+    verdict: &Verdict,
+    generation: Option<i64>,
+    now: &Time,
+) -> Vec<Condition> {
+    let reconciling_message = if verdict.reconciling {
+        verdict.message.clone()
+    } else {
+        String::new()
+    };
+    let stalled_message = if verdict.stalled {
+        verdict.message.clone()
+    } else {
+        String::new()
+    };
     [
         (condition::READY, verdict.ready, verdict.message.clone()),
-        (condition::RECONCILING, verdict.reconciling, reconciling_message),
+        (
+            condition::RECONCILING,
+            verdict.reconciling,
+            reconciling_message,
+        ),
         (condition::STALLED, verdict.stalled, stalled_message),
     ]
     .into_iter()
@@ -71,18 +88,43 @@ mod tests {
 
     #[test]
     fn build_keeps_transition_time_when_unchanged() {
-        let first = build(&[], &verdict("WaitingForRestore", false), Some(1), &time(100));
-        let second = build(&first, &verdict("WaitingForRestore", false), Some(2), &time(200));
+        let first = build(
+            &[],
+            &verdict("WaitingForRestore", false),
+            Some(1),
+            &time(100),
+        );
+        let second = build(
+            &first,
+            &verdict("WaitingForRestore", false),
+            Some(2),
+            &time(200),
+        );
         for condition in &second {
-            assert_eq!(condition.last_transition_time, time(100), "{}", condition.type_);
+            assert_eq!(
+                condition.last_transition_time,
+                time(100),
+                "{}",
+                condition.type_
+            );
             assert_eq!(condition.observed_generation, Some(2));
         }
     }
 
     #[test]
     fn build_moves_transition_time_on_reason_change() {
-        let first = build(&[], &verdict("WaitingForRestore", false), Some(1), &time(100));
-        let second = build(&first, &verdict("RestoreInProgress", false), Some(1), &time(200));
+        let first = build(
+            &[],
+            &verdict("WaitingForRestore", false),
+            Some(1),
+            &time(100),
+        );
+        let second = build(
+            &first,
+            &verdict("RestoreInProgress", false),
+            Some(1),
+            &time(200),
+        );
         let ready = find(&second, "Ready").expect("ready");
         assert_eq!(ready.last_transition_time, time(200));
         assert_eq!(ready.status, "False");
@@ -94,6 +136,9 @@ mod tests {
         let types: Vec<&str> = built.iter().map(|c| c.type_.as_str()).collect();
         assert_eq!(types, ["Ready", "Reconciling", "Stalled"]);
         assert_eq!(find(&built, "Ready").expect("ready").status, "True");
-        assert_eq!(find(&built, "Reconciling").expect("reconciling").status, "False");
+        assert_eq!(
+            find(&built, "Reconciling").expect("reconciling").status,
+            "False"
+        );
     }
 }

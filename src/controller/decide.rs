@@ -11,8 +11,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
 
 use super::conditions::{self, Verdict};
 use crate::crd::{LastError, Phase, RestorePhase, SklmRestoreStatus};
@@ -24,7 +24,10 @@ use crate::sklm::{RestoreResult, SklmError};
 #[derive(Debug)]
 pub enum Input<'a> {
     /// The object cannot be polled: bad spec or Secret.
-    Problem { reason: &'static str, message: String },
+    Problem {
+        reason: &'static str,
+        message: String,
+    },
     /// The latest poll of the object's server.
     Poll(&'a Snapshot),
 }
@@ -48,7 +51,13 @@ pub struct Decision {
 
 /// Computes the next status. See the module header.
 #[must_use]
-pub fn decide(previous: &SklmRestoreStatus, input: &Input<'_>, settings: Settings, generation: Option<i64>, now: Timestamp) -> Decision {
+pub fn decide(
+    previous: &SklmRestoreStatus,
+    input: &Input<'_>,
+    settings: Settings,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Decision {
     let now = Time(Timestamp::from_second(now.as_second()).expect("current time is in range"));
     let phase = previous.phase.unwrap_or(Phase::Pending);
     let mut status = previous.clone();
@@ -77,16 +86,24 @@ pub fn decide(previous: &SklmRestoreStatus, input: &Input<'_>, settings: Setting
                 decision.status.last_error = None;
                 decision.status.restore_phase = Some(observation.step);
                 decision.status.server_message = Some(observation.message.clone());
-                on_answer(&mut decision, observation.step, snapshot.result.as_ref(), &now)
+                on_answer(
+                    &mut decision,
+                    observation.step,
+                    snapshot.result.as_ref(),
+                    &now,
+                )
             }
             Err(error) => on_error(&mut decision, error, snapshot, settings, &now),
         },
     };
     let mut verdict = verdict;
     if settings.insecure_skip_tls_verify {
-        verdict.message.push_str(" (TLS verification is off: insecureSkipTlsVerify is set)");
+        verdict
+            .message
+            .push_str(" (TLS verification is off: insecureSkipTlsVerify is set)");
     }
-    decision.status.conditions = conditions::build(&previous.conditions, &verdict, generation, &now);
+    decision.status.conditions =
+        conditions::build(&previous.conditions, &verdict, generation, &now);
     if decision.status.phase.is_some_and(Phase::is_finished) {
         decision.wants_result = false;
     }
@@ -109,12 +126,21 @@ pub fn keep_finished(previous: &SklmRestoreStatus, generation: Option<i64>) -> D
 }
 
 /// A successful answer of the "is running" service.
-fn on_answer(decision: &mut Decision, step: RestorePhase, result: Option<&Result<RestoreResult, Arc<SklmError>>>, now: &Time) -> Verdict {
+fn on_answer(
+    decision: &mut Decision,
+    step: RestorePhase,
+    result: Option<&Result<RestoreResult, Arc<SklmError>>>,
+    now: &Time,
+) -> Verdict {
     let status = &mut decision.status;
     let was_running = status.phase == Some(Phase::Running);
     match step {
         RestorePhase::Unknown => {
-            let text = status.server_message.as_ref().map(|m| m.status.clone()).unwrap_or_default();
+            let text = status
+                .server_message
+                .as_ref()
+                .map(|m| m.status.clone())
+                .unwrap_or_default();
             if status.phase == Some(Phase::Pending) {
                 status.phase = Some(Phase::Waiting);
             }
@@ -133,20 +159,36 @@ fn on_answer(decision: &mut Decision, step: RestorePhase, result: Option<&Result
             )
         }
         RestorePhase::Completed => ended(decision, "the server reported COMPLETED", result, now),
-        _ if was_running => ended(decision, "the server reported no restore running after a running step", result, now),
+        _ if was_running => ended(
+            decision,
+            "the server reported no restore running after a running step",
+            result,
+            now,
+        ),
         _ => {
             status.phase = Some(Phase::Waiting);
-            progressing(reason::WAITING_FOR_RESTORE, "no restore is running; waiting for one to start".to_owned())
+            progressing(
+                reason::WAITING_FOR_RESTORE,
+                "no restore is running; waiting for one to start".to_owned(),
+            )
         }
     }
 }
 
 /// The server reported the end; the result service decides how it ended.
-fn ended(decision: &mut Decision, how: &str, result: Option<&Result<RestoreResult, Arc<SklmError>>>, now: &Time) -> Verdict {
+fn ended(
+    decision: &mut Decision,
+    how: &str,
+    result: Option<&Result<RestoreResult, Arc<SklmError>>>,
+    now: &Time,
+) -> Verdict {
     let Some(result) = result else {
         // Ask the result service on the next poll before deciding.
         decision.wants_result = true;
-        return progressing(reason::RESTORE_IN_PROGRESS, format!("{how}; reading the restore result"));
+        return progressing(
+            reason::RESTORE_IN_PROGRESS,
+            format!("{how}; reading the restore result"),
+        );
     };
     let status = &mut decision.status;
     status.completion_time = Some(now.clone());
@@ -163,20 +205,25 @@ fn ended(decision: &mut Decision, how: &str, result: Option<&Result<RestoreResul
         }
         Ok(RestoreResult::Failed) => {
             status.phase = Some(Phase::Failed);
-            stalled(reason::RESTORE_FAILED, format!("{how}, and the result service reported failure"))
+            stalled(
+                reason::RESTORE_FAILED,
+                format!("{how}, and the result service reported failure"),
+            )
         }
         Ok(RestoreResult::Unknown) => {
             status.phase = Some(Phase::Completed);
-            ended_unconfirmed(format!("{how}; the result service has no result (-1), as after the server's post-restore restart"))
+            ended_unconfirmed(&format!(
+                "{how}; the result service has no result (-1), as after the server's post-restore restart"
+            ))
         }
         Err(error) => {
             status.phase = Some(Phase::Completed);
-            ended_unconfirmed(format!("{how}; the result service failed: {error}"))
+            ended_unconfirmed(&format!("{how}; the result service failed: {error}"))
         }
     }
 }
 
-fn ended_unconfirmed(detail: String) -> Verdict {
+fn ended_unconfirmed(detail: &str) -> Verdict {
     Verdict {
         ready: true,
         reconciling: false,
@@ -188,7 +235,13 @@ fn ended_unconfirmed(detail: String) -> Verdict {
 
 /// A failed poll. During a restore, an outage is the expected post-restore restart until
 /// `restart_timeout` has passed.
-fn on_error(decision: &mut Decision, error: &SklmError, snapshot: &Snapshot, settings: Settings, now: &Time) -> Verdict {
+fn on_error(
+    decision: &mut Decision,
+    error: &SklmError,
+    snapshot: &Snapshot,
+    settings: Settings,
+    now: &Time,
+) -> Verdict {
     decision.status.last_error = Some(LastError {
         reason: error.reason().to_owned(),
         http_status: error.http_status(),
@@ -199,7 +252,8 @@ fn on_error(decision: &mut Decision, error: &SklmError, snapshot: &Snapshot, set
         let since = snapshot.failing_since.unwrap_or(snapshot.polled_at);
         let elapsed = now.0.duration_since(since).unsigned_abs();
         if elapsed < settings.restart_timeout {
-            decision.recheck_after = Some(settings.restart_timeout - elapsed + Duration::from_secs(1));
+            decision.recheck_after =
+                Some(settings.restart_timeout.saturating_sub(elapsed) + Duration::from_secs(1));
             return progressing(
                 reason::SERVER_RESTARTING,
                 format!(
@@ -211,7 +265,10 @@ fn on_error(decision: &mut Decision, error: &SklmError, snapshot: &Snapshot, set
         }
         return stalled(
             error.reason(),
-            format!("the server has been unreachable for {}s after a running step: {error}", elapsed.as_secs()),
+            format!(
+                "the server has been unreachable for {}s after a running step: {error}",
+                elapsed.as_secs()
+            ),
         );
     }
     if error.is_retryable() {

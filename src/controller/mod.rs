@@ -15,7 +15,7 @@ use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, predicates, watcher};
+use kube::runtime::{WatchStreamExt, predicates, utils::PredicateConfig, watcher};
 use kube::{Client, ResourceExt};
 
 use crate::crd::SklmRestore;
@@ -51,10 +51,19 @@ pub enum Scope {
 }
 
 /// Runs the controller for one scope until `shutdown` resolves.
-pub async fn run(client: Client, scope: Scope, metrics: Arc<Metrics>, store_out: tokio::sync::watch::Sender<Option<Store<SklmRestore>>>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+pub async fn run(
+    client: Client,
+    scope: Scope,
+    metrics: Arc<Metrics>,
+    store_out: tokio::sync::watch::Sender<Option<Store<SklmRestore>>>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
     let (restores, secrets): (Api<SklmRestore>, Api<Secret>) = match &scope {
         Scope::Cluster => (Api::all(client.clone()), Api::all(client.clone())),
-        Scope::Namespace(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
+        Scope::Namespace(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
     };
     let (restore_reader, restore_writer) = reflector::store();
     // Status writes change the resourceVersion but not the generation; filtering on the
@@ -63,10 +72,11 @@ pub async fn run(client: Client, scope: Scope, metrics: Arc<Metrics>, store_out:
         .default_backoff()
         .reflect(restore_writer)
         .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
+        .predicate_filter(predicates::generation, PredicateConfig::default());
 
     let (secret_reader, secret_writer) = reflector::store();
-    let secret_config = watcher::Config::default().fields("type!=kubernetes.io/service-account-token");
+    let secret_config =
+        watcher::Config::default().fields("type!=kubernetes.io/service-account-token");
     let secret_stream = watcher(secrets, secret_config)
         .default_backoff()
         .reflect(secret_writer)
@@ -82,18 +92,21 @@ pub async fn run(client: Client, scope: Scope, metrics: Arc<Metrics>, store_out:
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         client,
-        hub,
+        hub: Arc::clone(&hub),
         secrets: secret_reader,
         metrics,
     });
     let mapper_store = restore_reader.clone();
     Controller::for_stream(restore_stream, restore_reader)
-        .watches_stream(secret_stream, move |secret| objects_using(&mapper_store, &secret))
+        .watches_stream(secret_stream, move |secret| {
+            objects_using(&mapper_store, &secret)
+        })
         .reconcile_on(trigger_rx)
         .graceful_shutdown_on(shutdown)
         .run(reconcile_logged, error_policy, ctx)
         .for_each(|_| std::future::ready(()))
         .await;
+    hub.shutdown();
 }
 
 /// Objects in the Secret's namespace that reference it for credentials or the CA.
@@ -107,7 +120,11 @@ fn objects_using(store: &Store<SklmRestore>, secret: &Secret) -> Vec<ObjectRef<S
         .filter(|o| o.namespace().as_deref() == Some(namespace.as_str()))
         .filter(|o| {
             o.spec.credentials_secret_ref.name == name
-                || o.spec.server.ca_secret_ref.as_ref().is_some_and(|r| r.name == name)
+                || o.spec
+                    .server
+                    .ca_secret_ref
+                    .as_ref()
+                    .is_some_and(|r| r.name == name)
         })
         .map(|o| ObjectRef::from_obj(&**o))
         .collect()
@@ -119,6 +136,7 @@ async fn reconcile_logged(object: Arc<SklmRestore>, ctx: Arc<Context>) -> Result
     result
 }
 
+#[allow(clippy::needless_pass_by_value)] // The signature is fixed by `Controller::run`.
 fn error_policy(object: Arc<SklmRestore>, error: &Error, _ctx: Arc<Context>) -> Action {
     tracing::warn!(object = %ObjectRef::from_obj(&*object), error = %error, source = ?std::error::Error::source(error).map(ToString::to_string), "reconcile failed");
     Action::requeue(ERROR_RETRY)

@@ -48,7 +48,8 @@ pub async fn reconcile(object: Arc<SklmRestore>, ctx: Arc<Context>) -> Result<Ac
         Err((reason, message)) => {
             ctx.hub.unsubscribe(&key);
             let input = Input::Problem { reason, message };
-            let decision = decide::decide(&previous, &input, settings, generation, Timestamp::now());
+            let decision =
+                decide::decide(&previous, &input, settings, generation, Timestamp::now());
             write_if_changed(&object, &previous, &decision, &ctx).await?;
             return Ok(Action::requeue(PROBLEM_RETRY));
         }
@@ -62,7 +63,13 @@ pub async fn reconcile(object: Arc<SklmRestore>, ctx: Arc<Context>) -> Result<Ac
         // The poller's first poll triggers the next reconcile.
         return Ok(Action::requeue(RESYNC));
     };
-    let decision = decide::decide(&previous, &Input::Poll(&snapshot), settings, generation, Timestamp::now());
+    let decision = decide::decide(
+        &previous,
+        &Input::Poll(&snapshot),
+        settings,
+        generation,
+        Timestamp::now(),
+    );
     if decision.wants_result != subscription.wants_result {
         subscription.wants_result = decision.wants_result;
         ctx.hub.subscribe(key.clone(), target, subscription);
@@ -72,18 +79,29 @@ pub async fn reconcile(object: Arc<SklmRestore>, ctx: Arc<Context>) -> Result<Ac
         ctx.hub.unsubscribe(&key);
         return Ok(Action::await_change());
     }
-    Ok(Action::requeue(decision.recheck_after.unwrap_or(RESYNC).min(RESYNC)))
+    Ok(Action::requeue(
+        decision.recheck_after.unwrap_or(RESYNC).min(RESYNC),
+    ))
 }
 
 /// Builds what the poller needs from the spec and Secrets; an error is a condition reason
 /// and a message safe to show.
-fn poll_target(object: &SklmRestore, namespace: &str, ctx: &Context) -> Result<PollTarget, (&'static str, String)> {
+fn poll_target(
+    object: &SklmRestore,
+    namespace: &str,
+    ctx: &Context,
+) -> Result<PollTarget, (&'static str, String)> {
     let spec = &object.spec;
-    let endpoint = Endpoint::parse(&spec.server.url, &spec.server.api_prefix).map_err(|e| (reason::INVALID_SPEC, e.to_string()))?;
-    let credentials = secrets::credentials(&ctx.secrets, namespace, &spec.credentials_secret_ref.name)
-        .map_err(|e| (reason::INVALID_SECRET, e.0))?;
+    let endpoint = Endpoint::parse(&spec.server.url, &spec.server.api_prefix)
+        .map_err(|e| (reason::INVALID_SPEC, e.to_string()))?;
+    let credentials =
+        secrets::credentials(&ctx.secrets, namespace, &spec.credentials_secret_ref.name)
+            .map_err(|e| (reason::INVALID_SECRET, e.0))?;
     let extra_ca_pem = match &spec.server.ca_secret_ref {
-        Some(selector) => Some(secrets::ca_pem(&ctx.secrets, namespace, selector).map_err(|e| (reason::INVALID_SECRET, e.0))?),
+        Some(selector) => Some(
+            secrets::ca_pem(&ctx.secrets, namespace, selector)
+                .map_err(|e| (reason::INVALID_SECRET, e.0))?,
+        ),
         None => None,
     };
     Ok(PollTarget {
@@ -102,26 +120,42 @@ fn poll_target(object: &SklmRestore, namespace: &str, ctx: &Context) -> Result<P
 
 /// Writes the status by server-side apply when it differs from the stored one, and
 /// records an Event when the Ready reason or the phase changed.
-async fn write_if_changed(object: &SklmRestore, previous: &SklmRestoreStatus, decision: &Decision, ctx: &Context) -> Result<(), Error> {
+async fn write_if_changed(
+    object: &SklmRestore,
+    previous: &SklmRestoreStatus,
+    decision: &Decision,
+    ctx: &Context,
+) -> Result<(), Error> {
     if decision.status == *previous {
         return Ok(());
     }
-    let api: Api<SklmRestore> = Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
+    let api: Api<SklmRestore> =
+        Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
     let patch = serde_json::json!({
         "apiVersion": "sklm.dev/v1alpha1",
         "kind": "SklmRestore",
         "status": decision.status,
     });
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    let written = api.patch_status(&object.name_any(), &params, &Patch::Apply(&patch)).await;
+    let written = api
+        .patch_status(&object.name_any(), &params, &Patch::Apply(&patch))
+        .await;
     ctx.metrics.record_status_write(written.is_ok());
     written.map_err(Error::StatusWrite)?;
     publish_event(object, previous, &decision.status, ctx).await;
     Ok(())
 }
 
-async fn publish_event(object: &SklmRestore, previous: &SklmRestoreStatus, status: &SklmRestoreStatus, ctx: &Context) {
-    let ready_of = |s: &SklmRestoreStatus| super::conditions::find(&s.conditions, condition::READY).map(|c| (c.reason.clone(), c.message.clone()));
+async fn publish_event(
+    object: &SklmRestore,
+    previous: &SklmRestoreStatus,
+    status: &SklmRestoreStatus,
+    ctx: &Context,
+) {
+    let ready_of = |s: &SklmRestoreStatus| {
+        super::conditions::find(&s.conditions, condition::READY)
+            .map(|c| (c.reason.clone(), c.message.clone()))
+    };
     let Some((reason, message)) = ready_of(status) else {
         return;
     };
@@ -129,9 +163,14 @@ async fn publish_event(object: &SklmRestore, previous: &SklmRestoreStatus, statu
     if !reason_changed && previous.phase == status.phase {
         return;
     }
-    let stalled = super::conditions::find(&status.conditions, condition::STALLED).is_some_and(|c| c.status == "True");
+    let stalled = super::conditions::find(&status.conditions, condition::STALLED)
+        .is_some_and(|c| c.status == "True");
     let event = Event {
-        type_: if stalled { EventType::Warning } else { EventType::Normal },
+        type_: if stalled {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
         reason,
         note: Some(crate::sklm::response::truncate(&message, 1000)),
         action: "Poll".to_owned(),

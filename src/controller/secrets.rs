@@ -17,12 +17,20 @@ pub const PASSWORD_KEY: &str = "password";
 pub struct SecretProblem(pub String);
 
 /// Reads `userid` (or `username`) and `password` from a Secret.
-pub fn credentials(store: &Store<Secret>, namespace: &str, name: &str) -> Result<Credentials, SecretProblem> {
+pub fn credentials(
+    store: &Store<Secret>,
+    namespace: &str,
+    name: &str,
+) -> Result<Credentials, SecretProblem> {
     let secret = lookup(store, namespace, name)?;
     let user_key = USER_KEYS
         .iter()
         .find(|key| has_key(&secret, key))
-        .ok_or_else(|| SecretProblem(format!("Secret {namespace}/{name} has no key \"userid\" or \"username\"")))?;
+        .ok_or_else(|| {
+            SecretProblem(format!(
+                "Secret {namespace}/{name} has no key \"userid\" or \"username\""
+            ))
+        })?;
     Ok(Credentials {
         user: value(&secret, namespace, name, user_key)?,
         password: value(&secret, namespace, name, PASSWORD_KEY)?,
@@ -30,7 +38,11 @@ pub fn credentials(store: &Store<Secret>, namespace: &str, name: &str) -> Result
 }
 
 /// Reads a PEM CA certificate from a Secret key.
-pub fn ca_pem(store: &Store<Secret>, namespace: &str, selector: &SecretKeySelector) -> Result<String, SecretProblem> {
+pub fn ca_pem(
+    store: &Store<Secret>,
+    namespace: &str,
+    selector: &SecretKeySelector,
+) -> Result<String, SecretProblem> {
     let secret = lookup(store, namespace, &selector.name)?;
     let pem = value(&secret, namespace, &selector.name, &selector.key)?;
     crate::sklm::tls::parse_pem_certificates(&pem).map_err(|error| {
@@ -42,14 +54,21 @@ pub fn ca_pem(store: &Store<Secret>, namespace: &str, selector: &SecretKeySelect
     Ok(pem)
 }
 
-fn lookup(store: &Store<Secret>, namespace: &str, name: &str) -> Result<std::sync::Arc<Secret>, SecretProblem> {
+fn lookup(
+    store: &Store<Secret>,
+    namespace: &str,
+    name: &str,
+) -> Result<std::sync::Arc<Secret>, SecretProblem> {
     store
         .get(&ObjectRef::new(name).within(namespace))
         .ok_or_else(|| SecretProblem(format!("Secret {namespace}/{name} not found")))
 }
 
 fn has_key(secret: &Secret, key: &str) -> bool {
-    secret.data.as_ref().is_some_and(|data| data.contains_key(key))
+    secret
+        .data
+        .as_ref()
+        .is_some_and(|data| data.contains_key(key))
 }
 
 /// A key's value as UTF-8 with one trailing `\n` or `\r\n` removed, as left by
@@ -60,11 +79,16 @@ fn value(secret: &Secret, namespace: &str, name: &str, key: &str) -> Result<Stri
         .as_ref()
         .and_then(|data| data.get(key))
         .ok_or_else(|| SecretProblem(format!("Secret {namespace}/{name} has no key {key:?}")))?;
-    let text = std::str::from_utf8(&bytes.0)
-        .map_err(|_| SecretProblem(format!("Secret {namespace}/{name} key {key:?} is not valid UTF-8")))?;
+    let text = std::str::from_utf8(&bytes.0).map_err(|_| {
+        SecretProblem(format!(
+            "Secret {namespace}/{name} key {key:?} is not valid UTF-8"
+        ))
+    })?;
     let text = strip_line_ending(text);
     if text.is_empty() {
-        return Err(SecretProblem(format!("Secret {namespace}/{name} key {key:?} is empty")));
+        return Err(SecretProblem(format!(
+            "Secret {namespace}/{name} key {key:?} is empty"
+        )));
     }
     Ok(text.to_owned())
 }
@@ -109,7 +133,10 @@ mod tests {
 
     #[test]
     fn credentials_from_file_style_values() {
-        let store = store_with("admin", &[("userid", b"admin\n"), ("password", b"pa ss\r\n")]);
+        let store = store_with(
+            "admin",
+            &[("userid", b"admin\n"), ("password", b"pa ss\r\n")],
+        );
         let credentials = credentials(&store, "keys", "admin").expect("valid");
         assert_eq!(credentials.user, "admin");
         assert_eq!(credentials.password, "pa ss");
@@ -118,7 +145,10 @@ mod tests {
     #[test]
     fn credentials_from_basic_auth_username() {
         let store = store_with("admin", &[("username", b"klm"), ("password", b"x")]);
-        assert_eq!(credentials(&store, "keys", "admin").expect("valid").user, "klm");
+        assert_eq!(
+            credentials(&store, "keys", "admin").expect("valid").user,
+            "klm"
+        );
     }
 
     #[test]
@@ -144,7 +174,12 @@ mod tests {
             "Secret keys/admin key \"password\" is empty"
         );
         let store = store_with("admin", &[("userid", b"\xff"), ("password", b"x")]);
-        assert!(credentials(&store, "keys", "admin").expect_err("bad").0.contains("not valid UTF-8"));
+        assert!(
+            credentials(&store, "keys", "admin")
+                .expect_err("bad")
+                .0
+                .contains("not valid UTF-8")
+        );
     }
 
     #[test]
@@ -155,6 +190,12 @@ mod tests {
             key: "ca.crt".to_owned(),
         };
         let problem = ca_pem(&store, "keys", &selector).expect_err("not PEM");
-        assert!(problem.0.starts_with("Secret keys/ca key \"ca.crt\" is not a usable CA certificate"), "{}", problem.0);
+        assert!(
+            problem
+                .0
+                .starts_with("Secret keys/ca key \"ca.crt\" is not a usable CA certificate"),
+            "{}",
+            problem.0
+        );
     }
 }

@@ -11,9 +11,9 @@ use reqwest::header::{ACCEPT, ACCEPT_LANGUAGE, AUTHORIZATION, CONTENT_TYPE, LOCA
 use reqwest::{Method, StatusCode, Url};
 use tokio::sync::Mutex;
 
+use super::SklmError;
 use super::response::{self, RestoreObservation, RestoreResult};
 use super::tls::{self, TlsSettings};
-use super::SklmError;
 
 /// Largest response body read, in bytes. Real answers are well under 1 KiB.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -43,10 +43,17 @@ impl Endpoint {
         }
         let host = parsed.host_str().ok_or_else(|| invalid("no host"))?;
         if !parsed.username().is_empty() || parsed.password().is_some() {
-            return Err(invalid("user info is not allowed; use credentialsSecretRef"));
+            return Err(invalid(
+                "user info is not allowed; use credentialsSecretRef",
+            ));
         }
-        if !matches!(parsed.path(), "" | "/") || parsed.query().is_some() || parsed.fragment().is_some() {
-            return Err(invalid("no path, query or fragment allowed; put the path in apiPrefix"));
+        if !matches!(parsed.path(), "" | "/")
+            || parsed.query().is_some()
+            || parsed.fragment().is_some()
+        {
+            return Err(invalid(
+                "no path, query or fragment allowed; put the path in apiPrefix",
+            ));
         }
         if !api_prefix.starts_with('/') || api_prefix.ends_with('/') || api_prefix.contains("..") {
             return Err(invalid("apiPrefix must start with / and not end with /"));
@@ -128,8 +135,11 @@ impl SklmClient {
     }
 
     async fn login(&self, credentials: &Credentials) -> Result<AuthId, SklmError> {
-        let body = serde_json::json!({"userid": credentials.user, "password": credentials.password});
-        let reply = self.send(Method::POST, "/ckms/login", None, Some(body)).await?;
+        let body =
+            serde_json::json!({"userid": credentials.user, "password": credentials.password});
+        let reply = self
+            .send(Method::POST, "/ckms/login", None, Some(body))
+            .await?;
         if !reply.status.is_success() {
             let (message_id, _) = response::parse_error_body(&reply.body);
             if reply.status.is_client_error() && reply.status != StatusCode::NOT_FOUND {
@@ -148,8 +158,14 @@ impl SklmClient {
 
     async fn logout(&self, auth: &AuthId) -> Result<(), SklmError> {
         let body = serde_json::json!({"userAuthId": auth.0});
-        let reply = self.send(Method::DELETE, "/ckms/logout", Some(auth), Some(body)).await?;
-        if reply.status.is_success() { Ok(()) } else { Err(http_error(&reply)) }
+        let reply = self
+            .send(Method::DELETE, "/ckms/logout", Some(auth), Some(body))
+            .await?;
+        if reply.status.is_success() {
+            Ok(())
+        } else {
+            Err(http_error(&reply))
+        }
     }
 
     async fn get(&self, path: &'static str, auth: &AuthId) -> Result<Vec<u8>, SklmError> {
@@ -194,9 +210,15 @@ impl SklmClient {
             });
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport_error(&e))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.transport_error(&e))?
+        {
             if body.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(SklmError::BodyTooLarge { limit: MAX_BODY_BYTES });
+                return Err(SklmError::BodyTooLarge {
+                    limit: MAX_BODY_BYTES,
+                });
             }
             body.extend_from_slice(&chunk);
         }
@@ -308,7 +330,8 @@ impl Session {
     }
 
     async fn login_into(&self, slot: &mut Option<AuthId>) -> Result<AuthId, SklmError> {
-        self.logins.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.logins
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let id = self.client.login(&self.credentials).await?;
         *slot = Some(id.clone());
         Ok(id)
@@ -382,7 +405,8 @@ mod tests {
 
     #[test]
     fn endpoint_accepts_host_and_port() {
-        let endpoint = Endpoint::parse("https://gklm.keys.svc:9443", "/SKLM/rest/v1").expect("valid");
+        let endpoint =
+            Endpoint::parse("https://gklm.keys.svc:9443", "/SKLM/rest/v1").expect("valid");
         assert_eq!(endpoint.origin, "https://gklm.keys.svc:9443");
         assert_eq!(endpoint.base, "https://gklm.keys.svc:9443/SKLM/rest/v1");
     }
@@ -417,7 +441,10 @@ mod tests {
     #[test]
     fn endpoint_rejects_bad_prefix() {
         for prefix in ["SKLM/rest/v1", "/SKLM/rest/v1/", "/a/../b"] {
-            assert!(Endpoint::parse("https://gklm:9443", prefix).is_err(), "{prefix}");
+            assert!(
+                Endpoint::parse("https://gklm:9443", prefix).is_err(),
+                "{prefix}"
+            );
         }
     }
 
@@ -449,7 +476,10 @@ mod tests {
 
     #[test]
     fn redirect_origin_drops_path_and_query() {
-        assert_eq!(redirect_origin("http://evil.test:8080/x?token=1"), "http://evil.test:8080");
+        assert_eq!(
+            redirect_origin("http://evil.test:8080/x?token=1"),
+            "http://evil.test:8080"
+        );
         assert_eq!(redirect_origin("/elsewhere"), "a relative location");
     }
 }

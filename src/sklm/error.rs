@@ -94,9 +94,7 @@ impl SklmError {
         match self {
             SklmError::InvalidUrl { .. } => reason::INVALID_SPEC,
             SklmError::InvalidCa { .. } => reason::INVALID_SECRET,
-            SklmError::ClientSetup(_) | SklmError::Unreachable { .. } => {
-                reason::SERVER_UNREACHABLE
-            }
+            SklmError::ClientSetup(_) | SklmError::Unreachable { .. } => reason::SERVER_UNREACHABLE,
             SklmError::Tls { .. } => reason::TLS_ERROR,
             SklmError::Timeout { .. } => reason::TIMEOUT,
             SklmError::LoginRejected { .. } | SklmError::SessionRejected { .. } => {

@@ -16,8 +16,11 @@ use futures::channel::mpsc::UnboundedSender;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
-use super::{ClientSettings, Credentials, RestoreObservation, RestoreResult, Session, SklmClient, SklmError};
+use super::{
+    ClientSettings, Credentials, RestoreObservation, RestoreResult, Session, SklmClient, SklmError,
+};
 use crate::crd::SklmRestore;
 use crate::metrics::Metrics;
 
@@ -74,34 +77,46 @@ pub struct Hub {
     store: Store<SklmRestore>,
     trigger: UnboundedSender<Key>,
     metrics: Arc<Metrics>,
+    stopped: CancellationToken,
 }
 
 impl Hub {
     #[must_use]
-    pub fn new(store: Store<SklmRestore>, trigger: UnboundedSender<Key>, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn new(
+        store: Store<SklmRestore>,
+        trigger: UnboundedSender<Key>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
         Arc::new(Hub {
             state: Mutex::new(HubState::default()),
             store,
             trigger,
             metrics,
+            stopped: CancellationToken::new(),
         })
     }
 
     /// Subscribes an object to the poller of `target`, moving it off any other poller,
     /// and returns that poller's latest snapshot, if it has polled yet.
-    pub fn subscribe(self: &Arc<Self>, object: Key, target: PollTarget, subscription: Subscription) -> Option<Arc<Snapshot>> {
+    pub fn subscribe(
+        self: &Arc<Self>,
+        object: Key,
+        target: PollTarget,
+        subscription: Subscription,
+    ) -> Option<Arc<Snapshot>> {
         let mut state = self.lock();
         let target = Arc::new(target);
-        if state.members.get(&object).is_some_and(|current| *current != target) {
+        if state
+            .members
+            .get(&object)
+            .is_some_and(|current| *current != target)
+        {
             remove_member(&mut state, &object);
         }
-        let entry = match state.pollers.get_mut(&target) {
-            Some(entry) => entry,
-            None => {
-                self.spawn_poller(Arc::clone(&target));
-                state.pollers.entry(Arc::clone(&target)).or_default()
-            }
-        };
+        if !state.pollers.contains_key(&target) {
+            self.spawn_poller(Arc::clone(&target));
+        }
+        let entry = state.pollers.entry(Arc::clone(&target)).or_default();
         let previous = entry.subscribers.insert(object.clone(), subscription);
         let needs_earlier_poll = previous.is_none_or(|p| {
             subscription.interval < p.interval || (subscription.wants_result && !p.wants_result)
@@ -114,13 +129,21 @@ impl Hub {
         latest
     }
 
+    /// Stops every poller (each logs out first); used when the controller stops or this
+    /// replica loses the leader lease.
+    pub fn shutdown(&self) {
+        self.stopped.cancel();
+    }
+
     /// Removes an object from its poller, if it has one.
     pub fn unsubscribe(&self, object: &Key) {
         remove_member(&mut self.lock(), object);
     }
 
     fn lock(&self) -> MutexGuard<'_, HubState> {
-        self.state.lock().expect("hub state lock poisoned by a panic")
+        self.state
+            .lock()
+            .expect("hub state lock poisoned by a panic")
     }
 
     fn spawn_poller(self: &Arc<Self>, target: Arc<PollTarget>) {
@@ -133,14 +156,27 @@ impl Hub {
         tracing::debug!(%origin, user = %target.credentials.user, "poller started");
         let mut session: Option<Session> = None;
         let mut failures = 0u32;
-        loop {
-            let Some((subscribers, interval, wants_result, wake)) = self.prepare_poll(&target) else {
+        while !self.stopped.is_cancelled() {
+            let Some((subscribers, interval, wants_result, wake)) = self.prepare_poll(&target)
+            else {
                 break;
             };
-            let previous = self.lock().pollers.get(&target).and_then(|e| e.latest.clone());
-            let snapshot = self.poll(&target, &mut session, wants_result, previous.as_deref()).await;
-            failures = if snapshot.outcome.is_ok() { 0 } else { failures.saturating_add(1) };
-            let changed = previous.as_deref().is_none_or(|p| !same_answer(p, &snapshot));
+            let previous = self
+                .lock()
+                .pollers
+                .get(&target)
+                .and_then(|e| e.latest.clone());
+            let snapshot = self
+                .poll(&target, &mut session, wants_result, previous.as_deref())
+                .await;
+            failures = if snapshot.outcome.is_ok() {
+                0
+            } else {
+                failures.saturating_add(1)
+            };
+            let changed = previous
+                .as_deref()
+                .is_none_or(|p| !same_answer(p, &snapshot));
             if let Some(entry) = self.lock().pollers.get_mut(&target) {
                 entry.latest = Some(Arc::new(snapshot));
             }
@@ -154,6 +190,7 @@ impl Hub {
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 () = wake.notified() => {}
+                () = self.stopped.cancelled() => break,
             }
         }
         if let Some(session) = session {
@@ -164,7 +201,10 @@ impl Hub {
 
     /// Drops subscribers whose objects are gone, and returns what the next poll needs; `None`
     /// (after removing the poller) when no subscriber is left.
-    fn prepare_poll(&self, target: &Arc<PollTarget>) -> Option<(Vec<Key>, Duration, bool, Arc<Notify>)> {
+    fn prepare_poll(
+        &self,
+        target: &Arc<PollTarget>,
+    ) -> Option<(Vec<Key>, Duration, bool, Arc<Notify>)> {
         let mut state = self.lock();
         let entry = state.pollers.get_mut(target)?;
         let gone: Vec<Key> = entry
@@ -193,32 +233,49 @@ impl Hub {
         Some((subscribers, interval, wants_result, wake))
     }
 
-    async fn poll(&self, target: &PollTarget, session: &mut Option<Session>, wants_result: bool, previous: Option<&Snapshot>) -> Snapshot {
+    async fn poll(
+        &self,
+        target: &PollTarget,
+        session: &mut Option<Session>,
+        wants_result: bool,
+        previous: Option<&Snapshot>,
+    ) -> Snapshot {
         let sequence = previous.map_or(1, |p| p.sequence + 1);
         let started = std::time::Instant::now();
         let outcome = match session_for(target, session) {
             Ok(session) => {
                 let logins_before = session.login_count();
                 let outcome = session.is_running().await;
-                self.metrics.record_logins(session.login_count() - logins_before);
+                self.metrics
+                    .record_logins(session.login_count() - logins_before);
                 outcome
             }
             Err(error) => Err(error),
         };
-        self.metrics.record_poll(started.elapsed(), outcome.as_ref().err());
+        self.metrics
+            .record_poll(started.elapsed(), outcome.as_ref().err());
         if let Err(error) = &outcome {
             tracing::debug!(origin = %target.settings.endpoint.origin, %error, "poll failed");
         }
-        let ended = outcome.as_ref().is_ok_and(|o| o.step == crate::crd::RestorePhase::Idle || o.step == crate::crd::RestorePhase::Completed);
+        let ended = outcome.as_ref().is_ok_and(|o| {
+            o.step == crate::crd::RestorePhase::Idle
+                || o.step == crate::crd::RestorePhase::Completed
+        });
         let result = match session.as_ref() {
-            Some(session) if wants_result && ended => Some(session.restore_result().await.map_err(Arc::new)),
+            Some(session) if wants_result && ended => {
+                Some(session.restore_result().await.map_err(Arc::new))
+            }
             _ => None,
         };
         let now = Timestamp::now();
         Snapshot {
             sequence,
             polled_at: now,
-            failing_since: if outcome.is_ok() { None } else { previous.and_then(|p| p.failing_since).or(Some(now)) },
+            failing_since: if outcome.is_ok() {
+                None
+            } else {
+                previous.and_then(|p| p.failing_since).or(Some(now))
+            },
             outcome: outcome.map_err(Arc::new),
             result,
         }
@@ -236,7 +293,10 @@ fn remove_member(state: &mut HubState, object: &Key) {
     }
 }
 
-fn session_for<'a>(target: &PollTarget, session: &'a mut Option<Session>) -> Result<&'a Session, SklmError> {
+fn session_for<'a>(
+    target: &PollTarget,
+    session: &'a mut Option<Session>,
+) -> Result<&'a Session, SklmError> {
     if session.is_none() {
         let client = SklmClient::new(target.settings.clone())?;
         *session = Some(Session::new(client, target.credentials.clone()));
@@ -270,7 +330,9 @@ fn next_delay(interval: Duration, failures: u32) -> Duration {
         interval
     } else {
         let factor = 2u32.saturating_pow(failures - 1);
-        interval.saturating_mul(factor).min(interval.max(MAX_BACKOFF))
+        interval
+            .saturating_mul(factor)
+            .min(interval.max(MAX_BACKOFF))
     };
     let jitter: f64 = rand::random_range(-0.1..=0.1);
     base.mul_f64(1.0 + jitter)
@@ -294,7 +356,10 @@ mod tests {
     fn delay_backs_off_and_caps() {
         let interval = Duration::from_secs(10);
         let second = next_delay(interval, 2);
-        assert!(second >= Duration::from_secs(18) && second <= Duration::from_secs(22), "{second:?}");
+        assert!(
+            second >= Duration::from_secs(18) && second <= Duration::from_secs(22),
+            "{second:?}"
+        );
         let capped = next_delay(interval, 30);
         assert!(capped <= Duration::from_secs(66), "{capped:?}");
         assert!(capped >= Duration::from_secs(54), "{capped:?}");

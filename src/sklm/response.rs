@@ -93,7 +93,10 @@ pub fn parse_result(body: &[u8]) -> Result<RestoreResult, ParseError> {
     let object = parse_object(body)?;
     let (field, text) = match field_text(&object, "result") {
         Some(text) => ("result", text),
-        None => ("code", field_text(&object, "code").ok_or(ParseError::MissingField("result"))?),
+        None => (
+            "code",
+            field_text(&object, "code").ok_or(ParseError::MissingField("result"))?,
+        ),
     };
     match text.trim() {
         "-1" => Ok(RestoreResult::Unknown),
@@ -289,13 +292,19 @@ mod tests {
     #[test]
     fn is_running_number_only_in_code() {
         assert_eq!(step(r#"{"code":"4"}"#), RestorePhase::RestoreKeystores);
-        assert_eq!(step(r#"{"code":4,"status":""}"#), RestorePhase::RestoreKeystores);
+        assert_eq!(
+            step(r#"{"code":4,"status":""}"#),
+            RestorePhase::RestoreKeystores
+        );
     }
 
     #[test]
     fn is_running_out_of_table_number_is_unknown() {
         assert_eq!(step(r#"{"code":"9","status":"9"}"#), RestorePhase::Unknown);
-        assert_eq!(step(r#"{"code":"-1","status":"-1"}"#), RestorePhase::Unknown);
+        assert_eq!(
+            step(r#"{"code":"-1","status":"-1"}"#),
+            RestorePhase::Unknown
+        );
     }
 
     #[test]
@@ -306,13 +315,22 @@ mod tests {
 
     #[test]
     fn is_running_keys_in_any_case() {
-        assert_eq!(step(r#"{"Code":"3","Status":"3"}"#), RestorePhase::RestoreConfigFiles);
+        assert_eq!(
+            step(r#"{"Code":"3","Status":"3"}"#),
+            RestorePhase::RestoreConfigFiles
+        );
     }
 
     #[test]
     fn is_running_free_text_matching_nothing_is_unknown() {
-        assert_eq!(step(r#"{"code":"0","status":"busy"}"#), RestorePhase::Unknown);
-        assert_eq!(step(r#"{"code":"0","status":"restore is running"}"#), RestorePhase::Unknown);
+        assert_eq!(
+            step(r#"{"code":"0","status":"busy"}"#),
+            RestorePhase::Unknown
+        );
+        assert_eq!(
+            step(r#"{"code":"0","status":"restore is running"}"#),
+            RestorePhase::Unknown
+        );
     }
 
     #[test]
@@ -323,7 +341,10 @@ mod tests {
 
     #[test]
     fn is_running_rejects_bodies_without_fields() {
-        assert_eq!(parse_is_running(b"{}"), Err(ParseError::MissingField("status")));
+        assert_eq!(
+            parse_is_running(b"{}"),
+            Err(ParseError::MissingField("status"))
+        );
         assert_eq!(parse_is_running(b"<html>"), Err(ParseError::NotAnObject));
         assert_eq!(parse_is_running(b"[1]"), Err(ParseError::NotAnObject));
         assert_eq!(
@@ -343,44 +364,75 @@ mod tests {
 
     #[test]
     fn result_shapes() {
-        assert_eq!(parse_result(br#"{"result": 0}"#), Ok(RestoreResult::Succeeded));
-        assert_eq!(parse_result(br#"{"code":"1","result":"1"}"#), Ok(RestoreResult::Failed));
-        assert_eq!(parse_result(br#"{"code":"-1","status":"x"}"#), Ok(RestoreResult::Unknown));
-        assert_eq!(parse_result(br#"{"Result":"-1"}"#), Ok(RestoreResult::Unknown));
+        assert_eq!(
+            parse_result(br#"{"result": 0}"#),
+            Ok(RestoreResult::Succeeded)
+        );
+        assert_eq!(
+            parse_result(br#"{"code":"1","result":"1"}"#),
+            Ok(RestoreResult::Failed)
+        );
+        assert_eq!(
+            parse_result(br#"{"code":"-1","status":"x"}"#),
+            Ok(RestoreResult::Unknown)
+        );
+        assert_eq!(
+            parse_result(br#"{"Result":"-1"}"#),
+            Ok(RestoreResult::Unknown)
+        );
     }
 
     #[test]
     fn result_rejects_other_values() {
         assert!(matches!(
             parse_result(br#"{"result":"7"}"#),
-            Err(ParseError::UnexpectedValue { field: "result", .. })
+            Err(ParseError::UnexpectedValue {
+                field: "result",
+                ..
+            })
         ));
-        assert_eq!(parse_result(br#"{"x":1}"#), Err(ParseError::MissingField("result")));
+        assert_eq!(
+            parse_result(br#"{"x":1}"#),
+            Err(ParseError::MissingField("result"))
+        );
     }
 
     #[test]
     fn login_accepts_both_spellings() {
-        assert_eq!(parse_login(br#"{"UserAuthId":"abc"}"#), Ok("abc".to_owned()));
-        assert_eq!(parse_login(br#"{"userAuthId":"def"}"#), Ok("def".to_owned()));
+        assert_eq!(
+            parse_login(br#"{"UserAuthId":"abc"}"#),
+            Ok("abc".to_owned())
+        );
+        assert_eq!(
+            parse_login(br#"{"userAuthId":"def"}"#),
+            Ok("def".to_owned())
+        );
         assert_eq!(parse_login(br#"{"USERAUTHID":"g"}"#), Ok("g".to_owned()));
     }
 
     #[test]
     fn login_rejects_missing_or_empty_id() {
-        assert_eq!(parse_login(br#"{"x":"abc"}"#), Err(ParseError::MissingField("UserAuthId")));
+        assert_eq!(
+            parse_login(br#"{"x":"abc"}"#),
+            Err(ParseError::MissingField("UserAuthId"))
+        );
         assert!(parse_login(br#"{"UserAuthId":""}"#).is_err());
         assert!(parse_login(br#"{"UserAuthId":5}"#).is_err());
     }
 
     #[test]
     fn error_body_message_id() {
-        let body = br#"{"code":"CTGKM6004E","message":"CTGKM6004E Invalid user authentication ID."}"#;
+        let body =
+            br#"{"code":"CTGKM6004E","message":"CTGKM6004E Invalid user authentication ID."}"#;
         let (id, text) = parse_error_body(body);
         assert_eq!(id.as_deref(), Some("CTGKM6004E"));
         assert_eq!(text, "CTGKM6004E Invalid user authentication ID.");
         let (id, _) = parse_error_body(br#"{"message":"CTGKM6002E bad format"}"#);
         assert_eq!(id.as_deref(), Some("CTGKM6002E"));
-        assert_eq!(parse_error_body(b"<html>Error 500</html>"), (None, String::new()));
+        assert_eq!(
+            parse_error_body(b"<html>Error 500</html>"),
+            (None, String::new())
+        );
     }
 
     #[test]

@@ -24,7 +24,11 @@ fn answer(step: RestorePhase) -> Result<RestoreObservation, Arc<SklmError>> {
     })
 }
 
-fn snapshot(outcome: Result<RestoreObservation, Arc<SklmError>>, result: Option<Result<RestoreResult, Arc<SklmError>>>, second: i64) -> Snapshot {
+fn snapshot(
+    outcome: Result<RestoreObservation, Arc<SklmError>>,
+    result: Option<Result<RestoreResult, Arc<SklmError>>>,
+    second: i64,
+) -> Snapshot {
     Snapshot {
         sequence: 1,
         polled_at: at(second),
@@ -56,18 +60,40 @@ fn condition_status<'a>(status: &'a SklmRestoreStatus, type_: &str) -> &'a str {
 
 /// Status after a running step was seen at second 10.
 fn running_status() -> SklmRestoreStatus {
-    let waiting = step(&SklmRestoreStatus::default(), &snapshot(answer(RestorePhase::Idle), None, 0), 0);
-    step(&waiting.status, &snapshot(answer(RestorePhase::RestoreKeystores), None, 10), 10).status
+    let waiting = step(
+        &SklmRestoreStatus::default(),
+        &snapshot(answer(RestorePhase::Idle), None, 0),
+        0,
+    );
+    step(
+        &waiting.status,
+        &snapshot(answer(RestorePhase::RestoreKeystores), None, 10),
+        10,
+    )
+    .status
 }
 
 #[test]
 fn row_not_running_before_any_step_is_waiting() {
-    let decision = step(&SklmRestoreStatus::default(), &snapshot(answer(RestorePhase::Idle), None, 0), 0);
+    let decision = step(
+        &SklmRestoreStatus::default(),
+        &snapshot(answer(RestorePhase::Idle), None, 0),
+        0,
+    );
     assert_eq!(decision.status.phase, Some(Phase::Waiting));
     assert_eq!(decision.status.restore_phase, Some(RestorePhase::Idle));
-    assert_eq!(ready(&decision.status), ("False", reason::WAITING_FOR_RESTORE));
-    assert_eq!(condition_status(&decision.status, condition::RECONCILING), "True");
-    assert_eq!(condition_status(&decision.status, condition::STALLED), "False");
+    assert_eq!(
+        ready(&decision.status),
+        ("False", reason::WAITING_FOR_RESTORE)
+    );
+    assert_eq!(
+        condition_status(&decision.status, condition::RECONCILING),
+        "True"
+    );
+    assert_eq!(
+        condition_status(&decision.status, condition::STALLED),
+        "False"
+    );
     assert_eq!(decision.status.observed_generation, Some(1));
     assert!(!decision.wants_result);
 }
@@ -83,7 +109,11 @@ fn row_running_step_is_running_with_start_time() {
 
 #[test]
 fn row_later_running_step_keeps_start_time() {
-    let decision = step(&running_status(), &snapshot(answer(RestorePhase::Cleanup), None, 30), 30);
+    let decision = step(
+        &running_status(),
+        &snapshot(answer(RestorePhase::Cleanup), None, 30),
+        30,
+    );
     assert_eq!(decision.status.start_time, Some(Time(at(10))));
     assert_eq!(decision.status.restore_phase, Some(RestorePhase::Cleanup));
     assert!(decision.wants_result);
@@ -91,7 +121,11 @@ fn row_later_running_step_keeps_start_time() {
 
 #[test]
 fn row_not_running_after_step_without_result_asks_for_it() {
-    let decision = step(&running_status(), &snapshot(answer(RestorePhase::Idle), None, 40), 40);
+    let decision = step(
+        &running_status(),
+        &snapshot(answer(RestorePhase::Idle), None, 40),
+        40,
+    );
     assert_eq!(decision.status.phase, Some(Phase::Running));
     assert!(decision.wants_result);
     assert_eq!(decision.status.completion_time, None);
@@ -99,32 +133,58 @@ fn row_not_running_after_step_without_result_asks_for_it() {
 
 #[test]
 fn row_not_running_after_step_result_success_is_completed() {
-    let snap = snapshot(answer(RestorePhase::Idle), Some(Ok(RestoreResult::Succeeded)), 40);
+    let snap = snapshot(
+        answer(RestorePhase::Idle),
+        Some(Ok(RestoreResult::Succeeded)),
+        40,
+    );
     let decision = step(&running_status(), &snap, 40);
     assert_eq!(decision.status.phase, Some(Phase::Completed));
     assert_eq!(decision.status.completion_time, Some(Time(at(40))));
     assert_eq!(ready(&decision.status), ("True", reason::RESTORE_SUCCEEDED));
-    assert_eq!(condition_status(&decision.status, condition::RECONCILING), "False");
+    assert_eq!(
+        condition_status(&decision.status, condition::RECONCILING),
+        "False"
+    );
     assert!(!decision.wants_result);
 }
 
 #[test]
 fn row_not_running_after_step_result_failure_is_failed() {
-    let snap = snapshot(answer(RestorePhase::Idle), Some(Ok(RestoreResult::Failed)), 40);
+    let snap = snapshot(
+        answer(RestorePhase::Idle),
+        Some(Ok(RestoreResult::Failed)),
+        40,
+    );
     let decision = step(&running_status(), &snap, 40);
     assert_eq!(decision.status.phase, Some(Phase::Failed));
     assert_eq!(ready(&decision.status), ("False", reason::RESTORE_FAILED));
-    assert_eq!(condition_status(&decision.status, condition::STALLED), "True");
-    assert_eq!(condition_status(&decision.status, condition::RECONCILING), "False");
+    assert_eq!(
+        condition_status(&decision.status, condition::STALLED),
+        "True"
+    );
+    assert_eq!(
+        condition_status(&decision.status, condition::RECONCILING),
+        "False"
+    );
 }
 
 #[test]
 fn row_not_running_after_step_result_unknown_is_unconfirmed() {
-    let snap = snapshot(answer(RestorePhase::Idle), Some(Ok(RestoreResult::Unknown)), 40);
+    let snap = snapshot(
+        answer(RestorePhase::Idle),
+        Some(Ok(RestoreResult::Unknown)),
+        40,
+    );
     let decision = step(&running_status(), &snap, 40);
     assert_eq!(decision.status.phase, Some(Phase::Completed));
-    assert_eq!(ready(&decision.status), ("True", reason::RESTORE_ENDED_RESULT_UNKNOWN));
-    let message = &conditions::find(&decision.status.conditions, condition::READY).expect("Ready").message;
+    assert_eq!(
+        ready(&decision.status),
+        ("True", reason::RESTORE_ENDED_RESULT_UNKNOWN)
+    );
+    let message = &conditions::find(&decision.status.conditions, condition::READY)
+        .expect("Ready")
+        .message;
     assert!(message.contains("not confirmed"), "{message}");
 }
 
@@ -133,16 +193,31 @@ fn row_not_running_after_step_result_error_is_unconfirmed() {
     let snap = snapshot(answer(RestorePhase::Idle), Some(Err(unreachable())), 40);
     let decision = step(&running_status(), &snap, 40);
     assert_eq!(decision.status.phase, Some(Phase::Completed));
-    assert_eq!(ready(&decision.status), ("True", reason::RESTORE_ENDED_RESULT_UNKNOWN));
+    assert_eq!(
+        ready(&decision.status),
+        ("True", reason::RESTORE_ENDED_RESULT_UNKNOWN)
+    );
 }
 
 #[test]
 fn row_completed_step_while_waiting_ends_restore() {
-    let waiting = step(&SklmRestoreStatus::default(), &snapshot(answer(RestorePhase::Idle), None, 0), 0);
-    let asked = step(&waiting.status, &snapshot(answer(RestorePhase::Completed), None, 5), 5);
+    let waiting = step(
+        &SklmRestoreStatus::default(),
+        &snapshot(answer(RestorePhase::Idle), None, 0),
+        0,
+    );
+    let asked = step(
+        &waiting.status,
+        &snapshot(answer(RestorePhase::Completed), None, 5),
+        5,
+    );
     assert_eq!(asked.status.phase, Some(Phase::Waiting));
     assert!(asked.wants_result);
-    let snap = snapshot(answer(RestorePhase::Completed), Some(Ok(RestoreResult::Succeeded)), 10);
+    let snap = snapshot(
+        answer(RestorePhase::Completed),
+        Some(Ok(RestoreResult::Succeeded)),
+        10,
+    );
     let done = step(&asked.status, &snap, 10);
     assert_eq!(done.status.phase, Some(Phase::Completed));
     assert_eq!(done.status.start_time, None);
@@ -152,39 +227,82 @@ fn row_completed_step_while_waiting_ends_restore() {
 
 #[test]
 fn row_outage_after_step_within_timeout_is_restart() {
-    let decision = step(&running_status(), &snapshot(Err(unreachable()), None, 50), 110);
+    let decision = step(
+        &running_status(),
+        &snapshot(Err(unreachable()), None, 50),
+        110,
+    );
     assert_eq!(decision.status.phase, Some(Phase::Running));
-    assert_eq!(ready(&decision.status), ("False", reason::SERVER_RESTARTING));
-    assert_eq!(condition_status(&decision.status, condition::STALLED), "False");
+    assert_eq!(
+        ready(&decision.status),
+        ("False", reason::SERVER_RESTARTING)
+    );
+    assert_eq!(
+        condition_status(&decision.status, condition::STALLED),
+        "False"
+    );
     assert_eq!(decision.recheck_after, Some(Duration::from_secs(541)));
-    assert_eq!(decision.status.restore_phase, Some(RestorePhase::RestoreKeystores));
+    assert_eq!(
+        decision.status.restore_phase,
+        Some(RestorePhase::RestoreKeystores)
+    );
     let last_error = decision.status.last_error.expect("lastError");
     assert_eq!(last_error.reason, reason::SERVER_UNREACHABLE);
 }
 
 #[test]
 fn row_outage_after_step_beyond_timeout_is_stalled() {
-    let decision = step(&running_status(), &snapshot(Err(unreachable()), None, 50), 700);
+    let decision = step(
+        &running_status(),
+        &snapshot(Err(unreachable()), None, 50),
+        700,
+    );
     assert_eq!(decision.status.phase, Some(Phase::Running));
-    assert_eq!(ready(&decision.status), ("False", reason::SERVER_UNREACHABLE));
-    assert_eq!(condition_status(&decision.status, condition::STALLED), "True");
+    assert_eq!(
+        ready(&decision.status),
+        ("False", reason::SERVER_UNREACHABLE)
+    );
+    assert_eq!(
+        condition_status(&decision.status, condition::STALLED),
+        "True"
+    );
 }
 
 #[test]
 fn row_outage_while_waiting_is_unreachable() {
-    let waiting = step(&SklmRestoreStatus::default(), &snapshot(answer(RestorePhase::Idle), None, 0), 0);
+    let waiting = step(
+        &SklmRestoreStatus::default(),
+        &snapshot(answer(RestorePhase::Idle), None, 0),
+        0,
+    );
     let decision = step(&waiting.status, &snapshot(Err(unreachable()), None, 10), 10);
     assert_eq!(decision.status.phase, Some(Phase::Waiting));
-    assert_eq!(ready(&decision.status), ("False", reason::SERVER_UNREACHABLE));
-    assert_eq!(condition_status(&decision.status, condition::RECONCILING), "True");
-    assert_eq!(condition_status(&decision.status, condition::STALLED), "False");
+    assert_eq!(
+        ready(&decision.status),
+        ("False", reason::SERVER_UNREACHABLE)
+    );
+    assert_eq!(
+        condition_status(&decision.status, condition::RECONCILING),
+        "True"
+    );
+    assert_eq!(
+        condition_status(&decision.status, condition::STALLED),
+        "False"
+    );
 }
 
 #[test]
 fn row_first_poll_unreachable_stays_pending() {
-    let decision = step(&SklmRestoreStatus::default(), &snapshot(Err(unreachable()), None, 0), 0);
+    let decision = step(
+        &SklmRestoreStatus::default(),
+        &snapshot(Err(unreachable()), None, 0),
+        0,
+    );
     assert_eq!(decision.status.phase, Some(Phase::Pending));
-    assert_eq!(ready(&decision.status), ("False", reason::SERVER_UNREACHABLE));
+    assert_eq!(
+        ready(&decision.status),
+        ("False", reason::SERVER_UNREACHABLE)
+    );
     assert_eq!(decision.status.restore_phase, None);
     assert_eq!(decision.status.start_time, None);
     let json = serde_json::to_string(&decision.status).expect("serializes");
@@ -198,9 +316,19 @@ fn row_login_rejected_is_stalled() {
         status: 401,
         message_id: Some("CTGKM6003E".to_owned()),
     });
-    let decision = step(&SklmRestoreStatus::default(), &snapshot(Err(error), None, 0), 0);
-    assert_eq!(ready(&decision.status), ("False", reason::AUTHENTICATION_FAILED));
-    assert_eq!(condition_status(&decision.status, condition::STALLED), "True");
+    let decision = step(
+        &SklmRestoreStatus::default(),
+        &snapshot(Err(error), None, 0),
+        0,
+    );
+    assert_eq!(
+        ready(&decision.status),
+        ("False", reason::AUTHENTICATION_FAILED)
+    );
+    assert_eq!(
+        condition_status(&decision.status, condition::STALLED),
+        "True"
+    );
     let last_error = decision.status.last_error.expect("lastError");
     assert_eq!(last_error.http_status, Some(401));
     assert_eq!(last_error.message_id.as_deref(), Some("CTGKM6003E"));
@@ -212,9 +340,16 @@ fn row_tls_error_is_stalled() {
         origin: "https://127.0.0.2:9443".to_owned(),
         detail: "certificate not valid for name \"127.0.0.2\"".to_owned(),
     });
-    let decision = step(&SklmRestoreStatus::default(), &snapshot(Err(error), None, 0), 0);
+    let decision = step(
+        &SklmRestoreStatus::default(),
+        &snapshot(Err(error), None, 0),
+        0,
+    );
     assert_eq!(ready(&decision.status), ("False", reason::TLS_ERROR));
-    assert_eq!(condition_status(&decision.status, condition::STALLED), "True");
+    assert_eq!(
+        condition_status(&decision.status, condition::STALLED),
+        "True"
+    );
 }
 
 #[test]
@@ -226,18 +361,35 @@ fn row_unrecognized_answer_is_unknown_step() {
             status: "busy".to_owned(),
         },
     });
-    let decision = step(&SklmRestoreStatus::default(), &snapshot(unknown, None, 0), 0);
+    let decision = step(
+        &SklmRestoreStatus::default(),
+        &snapshot(unknown, None, 0),
+        0,
+    );
     assert_eq!(decision.status.phase, Some(Phase::Waiting));
     assert_eq!(decision.status.restore_phase, Some(RestorePhase::Unknown));
-    assert_eq!(ready(&decision.status), ("False", reason::UNRECOGNIZED_ANSWER));
+    assert_eq!(
+        ready(&decision.status),
+        ("False", reason::UNRECOGNIZED_ANSWER)
+    );
     assert_eq!(decision.status.server_message.expect("kept").status, "busy");
 }
 
 #[test]
 fn row_finished_restore_never_moves_back() {
-    let snap = snapshot(answer(RestorePhase::Idle), Some(Ok(RestoreResult::Succeeded)), 40);
+    let snap = snapshot(
+        answer(RestorePhase::Idle),
+        Some(Ok(RestoreResult::Succeeded)),
+        40,
+    );
     let completed = step(&running_status(), &snap, 40).status;
-    let later = decide(&completed, &Input::Poll(&snapshot(answer(RestorePhase::Initialize), None, 90)), SETTINGS, Some(2), at(90));
+    let later = decide(
+        &completed,
+        &Input::Poll(&snapshot(answer(RestorePhase::Initialize), None, 90)),
+        SETTINGS,
+        Some(2),
+        at(90),
+    );
     assert_eq!(later.status.phase, Some(Phase::Completed));
     assert_eq!(later.status.restore_phase, completed.restore_phase);
     assert_eq!(later.status.completion_time, completed.completion_time);
@@ -255,13 +407,24 @@ fn row_problem_is_stalled_and_keeps_phase() {
     let decision = decide(&running_status(), &input, SETTINGS, Some(1), at(20));
     assert_eq!(decision.status.phase, Some(Phase::Running));
     assert_eq!(ready(&decision.status), ("False", reason::INVALID_SECRET));
-    assert_eq!(condition_status(&decision.status, condition::STALLED), "True");
+    assert_eq!(
+        condition_status(&decision.status, condition::STALLED),
+        "True"
+    );
 }
 
 #[test]
 fn row_same_answer_gives_same_status() {
-    let first = step(&SklmRestoreStatus::default(), &snapshot(answer(RestorePhase::Idle), None, 0), 0);
-    let second = step(&first.status, &snapshot(answer(RestorePhase::Idle), None, 60), 60);
+    let first = step(
+        &SklmRestoreStatus::default(),
+        &snapshot(answer(RestorePhase::Idle), None, 0),
+        0,
+    );
+    let second = step(
+        &first.status,
+        &snapshot(answer(RestorePhase::Idle), None, 60),
+        60,
+    );
     assert_eq!(first.status, second.status);
 }
 
@@ -272,7 +435,15 @@ fn row_insecure_tls_is_stated() {
         ..SETTINGS
     };
     let snap = snapshot(answer(RestorePhase::Idle), None, 0);
-    let decision = decide(&SklmRestoreStatus::default(), &Input::Poll(&snap), settings, Some(1), at(0));
-    let message = &conditions::find(&decision.status.conditions, condition::READY).expect("Ready").message;
+    let decision = decide(
+        &SklmRestoreStatus::default(),
+        &Input::Poll(&snap),
+        settings,
+        Some(1),
+        at(0),
+    );
+    let message = &conditions::find(&decision.status.conditions, condition::READY)
+        .expect("Ready")
+        .message;
     assert!(message.contains("insecureSkipTlsVerify"), "{message}");
 }

@@ -1,0 +1,170 @@
+//! Startup wiring of `run`: the HTTP endpoints, leader election, the controller, and a
+//! clean stop on SIGTERM.
+//!
+//! With leader election on, the controller (and so every poll and login) runs only while
+//! this replica holds the Lease; losing it stops the controller and its pollers at once,
+//! and SIGTERM releases the Lease so another replica takes over without waiting for it to
+//! expire.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use kube_lease_manager::LeaseManagerBuilder;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::controller::{self, Scope};
+use crate::metrics::Metrics;
+
+/// Seconds a Lease stays valid without renewal; a new leader waits at most this long
+/// after a holder dies without releasing it.
+const LEASE_DURATION_SECONDS: u64 = 15;
+/// Seconds before expiry at which the holder renews.
+const LEASE_GRACE_SECONDS: u64 = 5;
+
+/// What `run` needs from the command line.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub namespace: Option<String>,
+    pub http_addr: SocketAddr,
+    pub leader_election: Option<LeaderElection>,
+}
+
+/// Where the Lease lives and who this replica is.
+#[derive(Clone, Debug)]
+pub struct LeaderElection {
+    pub lease_name: String,
+    pub lease_namespace: String,
+    pub identity: String,
+}
+
+/// Runs until SIGTERM or SIGINT.
+pub async fn run(config: RunConfig) -> anyhow::Result<()> {
+    let client = kube::Client::try_default()
+        .await
+        .context("failed to configure the Kubernetes client (in-cluster config or KUBECONFIG)")?;
+    let metrics = Arc::new(Metrics::default());
+    let listener = crate::http::bind(config.http_addr)
+        .await
+        .with_context(|| format!("failed to listen on {}", config.http_addr))?;
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        namespace = config.namespace.as_deref().unwrap_or("*"),
+        leader_election = config.leader_election.is_some(),
+        "starting"
+    );
+    let shutdown = CancellationToken::new();
+    let (store_tx, store_rx) = watch::channel(None);
+    let http = tokio::spawn(crate::http::serve(
+        listener,
+        Arc::clone(&metrics),
+        store_rx,
+        shutdown.clone().cancelled_owned(),
+    ));
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+
+    let scope = match config.namespace {
+        Some(ns) => Scope::Namespace(ns),
+        None => Scope::Cluster,
+    };
+    match config.leader_election {
+        None => {
+            metrics.set_leader(true);
+            controller::run(
+                client,
+                scope,
+                metrics,
+                store_tx,
+                shutdown.clone().cancelled_owned(),
+            )
+            .await;
+        }
+        Some(election) => {
+            run_elected(client, scope, metrics, store_tx, election, &shutdown).await?
+        }
+    }
+    http.await
+        .context("HTTP task panicked")?
+        .context("HTTP server failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn run_elected(
+    client: kube::Client,
+    scope: Scope,
+    metrics: Arc<Metrics>,
+    store_tx: watch::Sender<Option<kube::runtime::reflector::Store<crate::crd::SklmRestore>>>,
+    election: LeaderElection,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let manager = LeaseManagerBuilder::new(client.clone(), &election.lease_name)
+        .with_namespace(&election.lease_namespace)
+        .with_identity(&election.identity)
+        .with_duration(LEASE_DURATION_SECONDS)
+        .with_grace(LEASE_GRACE_SECONDS)
+        .with_field_manager(crate::names::FIELD_MANAGER)
+        .build()
+        .await
+        .with_context(|| {
+            format!(
+                "failed to set up Lease {}/{}",
+                election.lease_namespace, election.lease_name
+            )
+        })?;
+    let (mut leading, lease_task) = manager.watch().await;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            changed = leading.wait_for(|is_leader| *is_leader) => {
+                if changed.is_err() { break; }
+            }
+        }
+        tracing::info!(identity = %election.identity, "became leader");
+        metrics.set_leader(true);
+        let stop = shutdown.child_token();
+        let mut lost = leading.clone();
+        let stop_on_loss = stop.clone();
+        let watcher = tokio::spawn(async move {
+            let _ = lost.wait_for(|is_leader| !*is_leader).await;
+            stop_on_loss.cancel();
+        });
+        controller::run(
+            client.clone(),
+            scope.clone(),
+            Arc::clone(&metrics),
+            store_tx.clone(),
+            stop.cancelled_owned(),
+        )
+        .await;
+        watcher.abort();
+        metrics.set_leader(false);
+        let _ = store_tx.send(None);
+        if shutdown.is_cancelled() {
+            break;
+        }
+        tracing::warn!(identity = %election.identity, "lost the leader lease; polling stopped");
+    }
+    drop(leading);
+    match lease_task.await {
+        Ok(Ok(_)) => tracing::info!("released the leader lease"),
+        Ok(Err(error)) => tracing::warn!(%error, "failed to release the leader lease"),
+        Err(error) => tracing::warn!(%error, "lease task panicked"),
+    }
+    Ok(())
+}
+
+async fn cancel_on_signal(token: CancellationToken) {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        tracing::error!("failed to install a SIGTERM handler");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down");
+    token.cancel();
+}

@@ -1,0 +1,276 @@
+//! Shared parts of the integration tests: a namespace per test on the real API server
+//! named by KUBECONFIG (started by `hack/control-plane.sh up`), the operator binary as a
+//! child process, and the SKLM simulator.
+
+#![allow(dead_code)] // Each test binary uses a different subset of these helpers.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, ObjectMeta, PostParams};
+use kube::Client;
+use serde_json::json;
+use sklm_restore_operator::crd::{SklmRestore, SklmRestoreStatus};
+
+pub use sklm_sim::{ControlClient, SimProcess};
+
+/// Password used in every test Secret; the hygiene checks look for it in all output.
+pub const PASSWORD: &str = "Pw-7d41c2e9-secret";
+pub const USER: &str = "klmadmin";
+
+/// A namespace of its own on the test API server.
+pub struct TestEnv {
+    pub client: Client,
+    pub namespace: String,
+    pub workdir: tempfile::TempDir,
+}
+
+impl TestEnv {
+    pub async fn new(name: &str) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        assert!(
+            std::env::var_os("KUBECONFIG").is_some(),
+            "KUBECONFIG is not set: run hack/test.sh, or `eval $(hack/control-plane.sh up)` first"
+        );
+        let client = Client::try_default().await.expect("Kubernetes client from KUBECONFIG");
+        let namespace = format!("{name}-{:06x}", rand::random::<u32>() & 0xff_ffff);
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(namespace.clone()),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("create test namespace");
+        TestEnv {
+            client,
+            namespace,
+            workdir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn restores(&self) -> Api<SklmRestore> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    pub fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// Creates or replaces an Opaque Secret with raw byte values.
+    pub async fn put_secret(&self, name: &str, data: &[(&str, &[u8])]) {
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                ..ObjectMeta::default()
+            },
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| ((*k).to_owned(), ByteString(v.to_vec())))
+                    .collect(),
+            ),
+            ..Secret::default()
+        };
+        let params = kube::api::PatchParams::apply("tests").force();
+        self.secrets()
+            .patch(name, &params, &kube::api::Patch::Apply(&secret))
+            .await
+            .expect("apply secret");
+    }
+
+    /// The usual credentials Secret `admin` and the simulator's CA in Secret `sim-ca`.
+    pub async fn put_default_secrets(&self, sim: &SimProcess) {
+        self.put_secret("admin", &[("userid", USER.as_bytes()), ("password", PASSWORD.as_bytes())])
+            .await;
+        self.put_secret("sim-ca", &[("ca.crt", sim.ca_pem().as_bytes())]).await;
+    }
+
+    /// Creates an SklmRestore watching `sim` with the default Secrets; `extra` is merged
+    /// into the spec.
+    pub async fn create_restore(&self, name: &str, sim: &SimProcess, extra: serde_json::Value) -> SklmRestore {
+        let mut spec = json!({
+            "server": {"url": sim.api_url(), "caSecretRef": {"name": "sim-ca"}, "timeoutSeconds": 3},
+            "credentialsSecretRef": {"name": "admin"},
+            "pollIntervalSeconds": 1,
+        });
+        merge(&mut spec, &extra);
+        self.create_raw(name, spec).await
+    }
+
+    pub async fn create_raw(&self, name: &str, spec: serde_json::Value) -> SklmRestore {
+        let object: SklmRestore = serde_json::from_value(json!({
+            "apiVersion": "sklm.dev/v1alpha1",
+            "kind": "SklmRestore",
+            "metadata": {"name": name},
+            "spec": spec,
+        }))
+        .expect("valid SklmRestore");
+        self.restores()
+            .create(&PostParams::default(), &object)
+            .await
+            .expect("create SklmRestore")
+    }
+
+    /// Polls the object until `accept` returns true for its status, or panics after
+    /// `timeout` with the last status seen.
+    pub async fn wait_status(&self, name: &str, timeout: Duration, accept: impl Fn(&SklmRestoreStatus) -> bool) -> SklmRestore {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let object = self.restores().get(name).await.expect("get SklmRestore");
+            if object.status.as_ref().is_some_and(&accept) {
+                return object;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {name}; last status: {}",
+                serde_json::to_string_pretty(&object.status).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Event notes and reasons recorded for objects in the namespace.
+    pub async fn event_text(&self) -> String {
+        let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.client.clone(), &self.namespace);
+        let list = events.list(&Default::default()).await.expect("list events");
+        list.items
+            .iter()
+            .map(|e| format!("{} {} {}\n", e.type_.clone().unwrap_or_default(), e.reason.clone().unwrap_or_default(), e.note.clone().unwrap_or_default()))
+            .collect()
+    }
+
+    pub async fn start_sim(&self, args: &[&str]) -> SimProcess {
+        SimProcess::start(&sim_binary(), self.workdir.path(), args)
+            .await
+            .expect("start the simulator")
+    }
+}
+
+/// Merges `extra` into `base`, object by object.
+pub fn merge(base: &mut serde_json::Value, extra: &serde_json::Value) {
+    match (base, extra) {
+        (serde_json::Value::Object(base), serde_json::Value::Object(extra)) => {
+            for (key, value) in extra {
+                merge(base.entry(key.clone()).or_insert(serde_json::Value::Null), value);
+            }
+        }
+        (base, extra) => *base = extra.clone(),
+    }
+}
+
+pub fn ready(status: &SklmRestoreStatus) -> Option<(&str, &str)> {
+    condition(status, "Ready").map(|c| (c.status.as_str(), c.reason.as_str()))
+}
+
+pub fn condition<'a>(status: &'a SklmRestoreStatus, type_: &str) -> Option<&'a sklm_restore_operator::crd::Condition> {
+    status.conditions.iter().find(|c| c.type_ == type_)
+}
+
+pub fn has_reason(status: &SklmRestoreStatus, reason: &str) -> bool {
+    ready(status).is_some_and(|(_, r)| r == reason)
+}
+
+/// The simulator binary, built into the same target folder as the operator.
+pub fn sim_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("SKLM_SIM_BIN") {
+        return PathBuf::from(path);
+    }
+    let operator = Path::new(env!("CARGO_BIN_EXE_sklm-restore-operator"));
+    let sim = operator.with_file_name("sklm-sim");
+    assert!(sim.exists(), "{} not found: run `cargo build -p sklm-sim` first (hack/test.sh does)", sim.display());
+    sim
+}
+
+/// The operator binary running as a child process, logging JSON to a file.
+pub struct Operator {
+    child: Child,
+    log_path: PathBuf,
+    pub metrics_addr: String,
+}
+
+impl Operator {
+    /// Starts the operator watching `namespace`, and waits for its HTTP address.
+    pub fn start(env: &TestEnv, extra_args: &[&str]) -> Self {
+        let log_path = env.workdir.path().join(format!("operator-{:08x}.log", rand::random::<u32>()));
+        let log = std::fs::File::create(&log_path).expect("operator log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_sklm-restore-operator"))
+            .args(["run", "--namespace", &env.namespace, "--http-addr", "127.0.0.1:0", "--log-format", "json"])
+            .args(extra_args)
+            .env("RUST_LOG", "info,sklm_restore_operator=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start the operator binary");
+        let mut operator = Operator {
+            child,
+            log_path,
+            metrics_addr: String::new(),
+        };
+        operator.metrics_addr = operator.wait_for_addr();
+        operator
+    }
+
+    fn wait_for_addr(&mut self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            for line in self.log().lines() {
+                let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+                    continue;
+                };
+                if value["message"] == "starting" {
+                    return value["addr"].as_str().expect("addr field").to_owned();
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("operator exited with {status}; log:\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "operator did not start; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest_get(&format!("http://{}/metrics", self.metrics_addr)).await
+    }
+
+    /// Sends SIGTERM and waits up to 10 s for the process to exit; returns whether it did.
+    pub fn terminate(&mut self) -> bool {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn reqwest_get(url: &str) -> String {
+    let client = reqwest::Client::builder().no_proxy().build().expect("HTTP client");
+    client.get(url).send().await.expect("GET").text().await.expect("body")
+}
+
+/// Asserts that no secret appears in `text`, naming where it came from.
+pub fn assert_no_secret(text: &str, what: &str) {
+    assert!(!text.contains(PASSWORD), "the password appears in {what}");
+}
