@@ -6,12 +6,12 @@
 #   hack/chart-check.sh
 #   KUBECONFIG=target/control-plane/kubeconfig hack/chart-check.sh
 #
-# The dry run needs existing namespaces, because the API server rejects objects in a
-# namespace that does not exist. Settings (environment):
+# The API server rejects objects in a namespace that does not exist, so both namespaces
+# below must exist for the dry run. Settings (environment):
 #   SKLM_CHART_NAMESPACE        release namespace (default: default)
-#   SKLM_CHART_WATCH_NAMESPACE  watched namespace of the `namespace` scope; another existing
-#                               namespace, so the Role lands outside the release namespace
-#                               (default: kube-public)
+#   SKLM_CHART_WATCH_NAMESPACE  watched namespace of the `namespace` scope (default:
+#                               kube-public). It differs from the release namespace, so the
+#                               check covers a Role outside the release namespace.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -102,9 +102,9 @@ install_helm() {
 
 apt_install() {
   local missing=()
-  for pkg in "$@"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
-      || missing+=("$pkg")
+  for package in "$@"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' \
+      || missing+=("$package")
   done
   [[ ${#missing[@]} -eq 0 ]] && return 0
   command -v apt-get >/dev/null \

@@ -17,6 +17,9 @@ pub struct Verdict {
 
 /// Builds the conditions for `verdict`, keeping each condition's `lastTransitionTime`
 /// from `previous` while its status and reason stay the same.
+///
+/// All three carry the verdict's message: server-side apply on Kubernetes 1.20 turns an
+/// empty string into `null`, which the schema rejects.
 #[must_use]
 pub fn build(
     previous: &[Condition],
@@ -24,27 +27,13 @@ pub fn build(
     generation: Option<i64>,
     now: &Time,
 ) -> Vec<Condition> {
-    let reconciling_message = if verdict.reconciling {
-        verdict.message.clone()
-    } else {
-        String::new()
-    };
-    let stalled_message = if verdict.stalled {
-        verdict.message.clone()
-    } else {
-        String::new()
-    };
     [
-        (condition::READY, verdict.ready, verdict.message.clone()),
-        (
-            condition::RECONCILING,
-            verdict.reconciling,
-            reconciling_message,
-        ),
-        (condition::STALLED, verdict.stalled, stalled_message),
+        (condition::READY, verdict.ready),
+        (condition::RECONCILING, verdict.reconciling),
+        (condition::STALLED, verdict.stalled),
     ]
     .into_iter()
-    .map(|(type_, status, message)| {
+    .map(|(type_, status)| {
         let status = if status { "True" } else { "False" };
         let last_transition_time = previous
             .iter()
@@ -54,7 +43,7 @@ pub fn build(
             type_: type_.to_owned(),
             status: status.to_owned(),
             reason: verdict.reason.to_owned(),
-            message,
+            message: verdict.message.clone(),
             last_transition_time,
             observed_generation: generation,
         }

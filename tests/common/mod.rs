@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{Api, ObjectMeta, PostParams};
 use kube::Client;
+use kube::api::{Api, ObjectMeta, PostParams};
 use serde_json::json;
 use sklm_restore_operator::crd::{SklmRestore, SklmRestoreStatus};
 
-pub use sklm_sim::{ControlClient, SimProcess};
+pub use sklm_sim::SimProcess;
 
 /// Password used in every test Secret; the hygiene checks look for it in all output.
 pub const PASSWORD: &str = "Pw-7d41c2e9-secret";
@@ -35,7 +35,9 @@ impl TestEnv {
             std::env::var_os("KUBECONFIG").is_some(),
             "KUBECONFIG is not set: run hack/test.sh, or `eval $(hack/control-plane.sh up)` first"
         );
-        let client = Client::try_default().await.expect("Kubernetes client from KUBECONFIG");
+        let client = Client::try_default()
+            .await
+            .expect("Kubernetes client from KUBECONFIG");
         let namespace = format!("{name}-{:06x}", rand::random::<u32>() & 0xff_ffff);
         let ns = Namespace {
             metadata: ObjectMeta {
@@ -86,14 +88,27 @@ impl TestEnv {
 
     /// The usual credentials Secret `admin` and the simulator's CA in Secret `sim-ca`.
     pub async fn put_default_secrets(&self, sim: &SimProcess) {
-        self.put_secret("admin", &[("userid", USER.as_bytes()), ("password", PASSWORD.as_bytes())])
+        self.put_secret(
+            "admin",
+            &[
+                ("userid", USER.as_bytes()),
+                ("password", PASSWORD.as_bytes()),
+            ],
+        )
+        .await;
+        let ca = sim.ca_pem().expect("the simulator wrote its CA");
+        self.put_secret("sim-ca", &[("ca.crt", ca.as_bytes())])
             .await;
-        self.put_secret("sim-ca", &[("ca.crt", sim.ca_pem().as_bytes())]).await;
     }
 
     /// Creates an SklmRestore watching `sim` with the default Secrets; `extra` is merged
     /// into the spec.
-    pub async fn create_restore(&self, name: &str, sim: &SimProcess, extra: serde_json::Value) -> SklmRestore {
+    pub async fn create_restore(
+        &self,
+        name: &str,
+        sim: &SimProcess,
+        extra: serde_json::Value,
+    ) -> SklmRestore {
         let mut spec = json!({
             "server": {"url": sim.api_url(), "caSecretRef": {"name": "sim-ca"}, "timeoutSeconds": 3},
             "credentialsSecretRef": {"name": "admin"},
@@ -119,7 +134,37 @@ impl TestEnv {
 
     /// Polls the object until `accept` returns true for its status, or panics after
     /// `timeout` with the last status seen.
-    pub async fn wait_status(&self, name: &str, timeout: Duration, accept: impl Fn(&SklmRestoreStatus) -> bool) -> SklmRestore {
+    /// Like [`TestEnv::wait_status`], printing the operator's log when it times out.
+    pub async fn wait_logged(
+        &self,
+        operator: &Operator,
+        name: &str,
+        timeout: Duration,
+        accept: impl Fn(&SklmRestoreStatus) -> bool,
+    ) -> SklmRestore {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let object = self.restores().get(name).await.expect("get SklmRestore");
+            if object.status.as_ref().is_some_and(&accept) {
+                return object;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "timed out after {timeout:?} waiting for {name}; last status: {}\noperator log:\n{}",
+                    serde_json::to_string_pretty(&object.status).unwrap_or_default(),
+                    operator.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn wait_status(
+        &self,
+        name: &str,
+        timeout: Duration,
+        accept: impl Fn(&SklmRestoreStatus) -> bool,
+    ) -> SklmRestore {
         let deadline = Instant::now() + timeout;
         loop {
             let object = self.restores().get(name).await.expect("get SklmRestore");
@@ -137,18 +182,28 @@ impl TestEnv {
 
     /// Event notes and reasons recorded for objects in the namespace.
     pub async fn event_text(&self) -> String {
-        let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.client.clone(), &self.namespace);
+        let events: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), &self.namespace);
         let list = events.list(&Default::default()).await.expect("list events");
         list.items
             .iter()
-            .map(|e| format!("{} {} {}\n", e.type_.clone().unwrap_or_default(), e.reason.clone().unwrap_or_default(), e.note.clone().unwrap_or_default()))
+            .map(|e| {
+                format!(
+                    "{} {} {}\n",
+                    e.type_.clone().unwrap_or_default(),
+                    e.reason.clone().unwrap_or_default(),
+                    e.note.clone().unwrap_or_default()
+                )
+            })
             .collect()
     }
 
-    pub async fn start_sim(&self, args: &[&str]) -> SimProcess {
-        SimProcess::start(&sim_binary(), self.workdir.path(), args)
-            .await
-            .expect("start the simulator")
+    /// Starts a simulator whose user is [`USER`] with [`PASSWORD`], plus `args`.
+    pub fn start_sim(&self, args: &[&str]) -> SimProcess {
+        let user = format!("{USER}:{PASSWORD}");
+        let mut all = vec!["--user", user.as_str()];
+        all.extend_from_slice(args);
+        SimProcess::spawn(sim_binary(), all).expect("start the simulator")
     }
 }
 
@@ -157,7 +212,10 @@ pub fn merge(base: &mut serde_json::Value, extra: &serde_json::Value) {
     match (base, extra) {
         (serde_json::Value::Object(base), serde_json::Value::Object(extra)) => {
             for (key, value) in extra {
-                merge(base.entry(key.clone()).or_insert(serde_json::Value::Null), value);
+                merge(
+                    base.entry(key.clone()).or_insert(serde_json::Value::Null),
+                    value,
+                );
             }
         }
         (base, extra) => *base = extra.clone(),
@@ -168,7 +226,10 @@ pub fn ready(status: &SklmRestoreStatus) -> Option<(&str, &str)> {
     condition(status, "Ready").map(|c| (c.status.as_str(), c.reason.as_str()))
 }
 
-pub fn condition<'a>(status: &'a SklmRestoreStatus, type_: &str) -> Option<&'a sklm_restore_operator::crd::Condition> {
+pub fn condition<'a>(
+    status: &'a SklmRestoreStatus,
+    type_: &str,
+) -> Option<&'a sklm_restore_operator::crd::Condition> {
     status.conditions.iter().find(|c| c.type_ == type_)
 }
 
@@ -183,7 +244,11 @@ pub fn sim_binary() -> PathBuf {
     }
     let operator = Path::new(env!("CARGO_BIN_EXE_sklm-restore-operator"));
     let sim = operator.with_file_name("sklm-sim");
-    assert!(sim.exists(), "{} not found: run `cargo build -p sklm-sim` first (hack/test.sh does)", sim.display());
+    assert!(
+        sim.exists(),
+        "{} not found: run `cargo build -p sklm-sim` first (hack/test.sh does)",
+        sim.display()
+    );
     sim
 }
 
@@ -197,10 +262,21 @@ pub struct Operator {
 impl Operator {
     /// Starts the operator watching `namespace`, and waits for its HTTP address.
     pub fn start(env: &TestEnv, extra_args: &[&str]) -> Self {
-        let log_path = env.workdir.path().join(format!("operator-{:08x}.log", rand::random::<u32>()));
+        let log_path = env
+            .workdir
+            .path()
+            .join(format!("operator-{:08x}.log", rand::random::<u32>()));
         let log = std::fs::File::create(&log_path).expect("operator log file");
         let child = Command::new(env!("CARGO_BIN_EXE_sklm-restore-operator"))
-            .args(["run", "--namespace", &env.namespace, "--http-addr", "127.0.0.1:0", "--log-format", "json"])
+            .args([
+                "run",
+                "--namespace",
+                &env.namespace,
+                "--http-addr",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+            ])
             .args(extra_args)
             .env("RUST_LOG", "info,sklm_restore_operator=debug")
             .stdin(Stdio::null())
@@ -231,7 +307,11 @@ impl Operator {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("operator exited with {status}; log:\n{}", self.log());
             }
-            assert!(Instant::now() < deadline, "operator did not start; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "operator did not start; log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -246,7 +326,9 @@ impl Operator {
 
     /// Sends SIGTERM and waits up to 10 s for the process to exit; returns whether it did.
     pub fn terminate(&mut self) -> bool {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -266,8 +348,18 @@ impl Drop for Operator {
 }
 
 async fn reqwest_get(url: &str) -> String {
-    let client = reqwest::Client::builder().no_proxy().build().expect("HTTP client");
-    client.get(url).send().await.expect("GET").text().await.expect("body")
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("HTTP client");
+    client
+        .get(url)
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("body")
 }
 
 /// Asserts that no secret appears in `text`, naming where it came from.
