@@ -38,5 +38,11 @@ eval "$(hack/control-plane.sh up)"
 kubectl apply --server-side --force-conflicts -f crds/ >/dev/null
 kubectl wait --for=condition=Established crd/sklmrestores.sklm.dev --timeout=60s >/dev/null
 
+step "Argo CD health check tests (Lua)"
+deploy/argocd/test.sh
+
+step "Helm chart: lint, template, server dry run"
+hack/chart-check.sh
+
 step "cargo test"
 cargo test --workspace --locked -- --test-threads "${SKLM_TEST_THREADS:-4}"

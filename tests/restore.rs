@@ -91,34 +91,78 @@ async fn restore_watched_step_by_step_to_completed() {
 }
 
 #[tokio::test]
-async fn restore_run_through_server_restart() {
-    let env = TestEnv::new("restart").await;
+async fn restore_run_seen_completed_is_succeeded() {
+    let env = TestEnv::new("run").await;
     let sim = env.start_sim(&[]);
     let control = sim.control().expect("control client");
     env.put_default_secrets(&sim).await;
-    let _operator = Operator::start(&env, &[]);
+    let operator = Operator::start(&env, &[]);
     env.create_restore("dr", &sim, json!({})).await;
     env.wait_status("dr", WAIT, |s| s.phase == Some(Phase::Waiting))
         .await;
 
+    // Each step lasts 1.5 s, so a 1 s poll sees COMPLETED before the restart.
     let run = sklm_sim::RunRequest {
         step_ms: Some(1500),
         restart_seconds: Some(4),
         ..Default::default()
     };
     control.run_restore(&run).await.expect("start run");
-    env.wait_status("dr", WAIT, |s| s.phase == Some(Phase::Running))
+    env.wait_logged(&operator, "dr", WAIT, |s| s.phase == Some(Phase::Running))
         .await;
     let object = env
-        .wait_status("dr", Duration::from_secs(60), |s| {
+        .wait_logged(&operator, "dr", Duration::from_secs(60), |s| {
             s.phase == Some(Phase::Completed)
         })
+        .await;
+    let status = object.status.expect("status");
+    assert_eq!(ready(&status), Some(("True", "RestoreSucceeded")));
+    assert_eq!(status.restore_phase, Some(RestorePhase::Completed));
+}
+
+#[tokio::test]
+async fn restore_end_told_through_server_restart() {
+    let env = TestEnv::new("restart").await;
+    let sim = env.start_sim(&[]);
+    let control = sim.control().expect("control client");
+    env.put_default_secrets(&sim).await;
+    let operator = Operator::start(&env, &[]);
+    env.create_restore("dr", &sim, json!({})).await;
+    control
+        .set_phase(SimPhase::RestoreDatabases)
+        .await
+        .expect("set phase");
+    env.wait_logged(&operator, "dr", WAIT, |s| s.phase == Some(Phase::Running))
+        .await;
+
+    // The server goes away mid-step and comes back idle, its result reset to -1.
+    let restart = sklm_sim::RestartRequest {
+        seconds: 6,
+        reset_phase: true,
+        reset_result: true,
+    };
+    control.restart_with(&restart).await.expect("restart");
+    let during = env
+        .wait_logged(&operator, "dr", WAIT, |s| has_reason(s, "ServerRestarting"))
+        .await;
+    let during = during.status.expect("status");
+    assert_eq!(during.phase, Some(Phase::Running));
+    assert_eq!(
+        condition(&during, "Stalled").map(|c| c.status.as_str()),
+        Some("False")
+    );
+
+    let object = env
+        .wait_logged(&operator, "dr", WAIT, |s| s.phase == Some(Phase::Completed))
         .await;
     let status = object.status.expect("status");
     // After the restart the result service reads -1: the end is known, success is not.
     assert_eq!(ready(&status), Some(("True", "RestoreEndedResultUnknown")));
     let message = &condition(&status, "Ready").expect("Ready").message;
     assert!(message.contains("not confirmed"), "{message}");
+    assert_eq!(status.last_error, None);
+    assert!(status.completion_time.is_some());
+    assert!(!operator.log().contains("422"), "no rejected status write");
 }
 
 #[tokio::test]

@@ -157,8 +157,7 @@ impl Hub {
         let mut session: Option<Session> = None;
         let mut failures = 0u32;
         while !self.stopped.is_cancelled() {
-            let Some((subscribers, interval, wants_result, wake)) = self.prepare_poll(&target)
-            else {
+            let Some((interval, wants_result, wake)) = self.prepare_poll(&target) else {
                 break;
             };
             let previous = self
@@ -177,9 +176,15 @@ impl Hub {
             let changed = previous
                 .as_deref()
                 .is_none_or(|p| !same_answer(p, &snapshot));
-            if let Some(entry) = self.lock().pollers.get_mut(&target) {
-                entry.latest = Some(Arc::new(snapshot));
-            }
+            // Subscribers are read after the poll: one that joined during it got no
+            // snapshot from `subscribe` and waits for this trigger.
+            let subscribers: Vec<Key> = match self.lock().pollers.get_mut(&target) {
+                Some(entry) => {
+                    entry.latest = Some(Arc::new(snapshot));
+                    entry.subscribers.keys().cloned().collect()
+                }
+                None => Vec::new(),
+            };
             if changed {
                 for object in subscribers {
                     // The receiver only closes when the controller stops.
@@ -201,10 +206,7 @@ impl Hub {
 
     /// Drops subscribers whose objects are gone, and returns what the next poll needs; `None`
     /// (after removing the poller) when no subscriber is left.
-    fn prepare_poll(
-        &self,
-        target: &Arc<PollTarget>,
-    ) -> Option<(Vec<Key>, Duration, bool, Arc<Notify>)> {
+    fn prepare_poll(&self, target: &Arc<PollTarget>) -> Option<(Duration, bool, Arc<Notify>)> {
         let mut state = self.lock();
         let entry = state.pollers.get_mut(target)?;
         let gone: Vec<Key> = entry
@@ -225,12 +227,11 @@ impl Hub {
         }
         let interval = entry.subscribers.values().map(|s| s.interval).min()?;
         let wants_result = entry.subscribers.values().any(|s| s.wants_result);
-        let subscribers = entry.subscribers.keys().cloned().collect();
         let wake = Arc::clone(&entry.wake);
         for object in gone {
             state.members.remove(&object);
         }
-        Some((subscribers, interval, wants_result, wake))
+        Some((interval, wants_result, wake))
     }
 
     async fn poll(
