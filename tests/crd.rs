@@ -12,16 +12,20 @@ fn generated_crd() -> String {
 }
 
 #[test]
-fn crd_file_matches_generator() {
-    let committed = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/crds/sklmrestores.sklm.dev.yaml"
-    ))
-    .expect("read crds/sklmrestores.sklm.dev.yaml");
-    assert!(
-        committed == generated_crd(),
-        "crds/sklmrestores.sklm.dev.yaml is stale: run `cargo run -- crd > crds/sklmrestores.sklm.dev.yaml`"
-    );
+fn crd_files_match_generator() {
+    let generated = generated_crd();
+    for path in [
+        "crds/sklmrestores.sklm.dev.yaml",
+        "charts/sklm-restore-operator/crds/sklmrestores.sklm.dev.yaml",
+    ] {
+        let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+        let committed =
+            std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("read {path}: {e}"));
+        assert!(
+            committed == generated,
+            "{path} is stale: run `cargo run -- crd > {path}`"
+        );
+    }
 }
 
 #[test]
