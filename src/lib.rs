@@ -7,6 +7,7 @@ pub mod crd;
 pub mod http;
 pub mod metrics;
 pub mod names;
+pub mod probe;
 pub mod runner;
 pub mod sklm;
 pub mod telemetry;

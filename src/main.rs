@@ -1,11 +1,12 @@
 //! Command line: `run` starts the controller, `crd` prints the CustomResourceDefinition.
 
 use std::net::SocketAddr;
+use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use kube::CustomResourceExt;
-use sklm_restore_operator::{crd, runner, telemetry};
+use sklm_restore_operator::{crd, probe, runner, telemetry};
 
 /// Kubernetes operator that reports the restore state of IBM SKLM / GKLM key servers on
 /// `SklmRestore` objects.
@@ -22,6 +23,8 @@ enum Command {
     Run(RunArgs),
     /// Print the SklmRestore CustomResourceDefinition as YAML.
     Crd,
+    /// Poll a key server once and print the status the operator would write.
+    Probe(probe::ProbeArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -56,25 +59,31 @@ struct RunArgs {
     identity: Option<String>,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Crd => {
             print!("{}", crd_yaml()?);
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => {
             telemetry::init(args.log_format);
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("failed to start the async runtime")?;
-            rustls::crypto::ring::default_provider()
-                .install_default()
-                .map_err(|_| anyhow::anyhow!("a TLS crypto provider was already installed"))?;
-            runtime.block_on(runner::run(run_config(args)))
+            let runtime = start_runtime()?;
+            runtime.block_on(runner::run(run_config(args)))?;
+            Ok(ExitCode::SUCCESS)
         }
+        Command::Probe(args) => Ok(start_runtime()?.block_on(probe::run(args))),
     }
+}
+
+fn start_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    rustls::crypto::ring::default_provider()
+        .install_default()
+        .map_err(|_| anyhow::anyhow!("a TLS crypto provider was already installed"))?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")
 }
 
 fn crd_yaml() -> anyhow::Result<String> {

@@ -81,7 +81,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
             .await;
         }
         Some(election) => {
-            run_elected(client, scope, metrics, store_tx, election, &shutdown).await?
+            run_elected(client, scope, metrics, store_tx, election, &shutdown).await?;
         }
     }
     http.await

@@ -65,7 +65,7 @@ fn crd_names_and_columns() {
     let version = &spec["versions"][0];
     assert_eq!(
         version["subresources"]["status"],
-        serde_yaml::Value::Mapping(Default::default())
+        serde_yaml::Value::Mapping(serde_yaml::Mapping::default())
     );
     let columns: Vec<&str> = version["additionalPrinterColumns"]
         .as_sequence()

@@ -236,7 +236,7 @@ impl SklmClient {
         }
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
         while let Some(current) = source {
-            if let Some(tls_error) = current.downcast_ref::<rustls::Error>() {
+            if let Some(tls_error) = as_tls_error(current) {
                 return SklmError::Tls {
                     origin,
                     detail: tls_error.to_string(),
@@ -389,6 +389,20 @@ fn redirect_origin(location: &str) -> String {
         ),
         Err(_) => "a relative location".to_owned(),
     }
+}
+
+/// The rustls error in `error`, also inside (nested) `io::Error`s: `io::Error::source`
+/// skips the wrapped error itself.
+fn as_tls_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut current = error;
+    for _ in 0..8 {
+        if let Some(tls_error) = current.downcast_ref::<rustls::Error>() {
+            return Some(tls_error);
+        }
+        let inner = current.downcast_ref::<std::io::Error>()?.get_ref()?;
+        current = inner;
+    }
+    None
 }
 
 fn innermost_message(error: &(dyn std::error::Error + 'static)) -> String {

@@ -148,13 +148,12 @@ impl TestEnv {
             if object.status.as_ref().is_some_and(&accept) {
                 return object;
             }
-            if Instant::now() >= deadline {
-                panic!(
-                    "timed out after {timeout:?} waiting for {name}; last status: {}\noperator log:\n{}",
-                    serde_json::to_string_pretty(&object.status).unwrap_or_default(),
-                    operator.log()
-                );
-            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {name}; last status: {}\noperator log:\n{}",
+                serde_json::to_string_pretty(&object.status).unwrap_or_default(),
+                operator.log()
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -184,21 +183,24 @@ impl TestEnv {
     pub async fn event_text(&self) -> String {
         let events: Api<k8s_openapi::api::events::v1::Event> =
             Api::namespaced(self.client.clone(), &self.namespace);
-        let list = events.list(&Default::default()).await.expect("list events");
-        list.items
-            .iter()
-            .map(|e| {
-                format!(
-                    "{} {} {}\n",
-                    e.type_.clone().unwrap_or_default(),
-                    e.reason.clone().unwrap_or_default(),
-                    e.note.clone().unwrap_or_default()
-                )
-            })
-            .collect()
+        let list = events
+            .list(&kube::api::ListParams::default())
+            .await
+            .expect("list events");
+        let mut text = String::new();
+        for event in &list.items {
+            let fields = [&event.type_, &event.reason, &event.note];
+            for field in fields {
+                text.push_str(field.as_deref().unwrap_or_default());
+                text.push(' ');
+            }
+            text.push('\n');
+        }
+        text
     }
 
     /// Starts a simulator whose user is [`USER`] with [`PASSWORD`], plus `args`.
+    #[allow(clippy::unused_self)] // A method, so tests read `env.start_sim(...)` like the rest.
     pub fn start_sim(&self, args: &[&str]) -> SimProcess {
         let user = format!("{USER}:{PASSWORD}");
         let mut all = vec!["--user", user.as_str()];
@@ -262,6 +264,12 @@ pub struct Operator {
 impl Operator {
     /// Starts the operator watching `namespace`, and waits for its HTTP address.
     pub fn start(env: &TestEnv, extra_args: &[&str]) -> Self {
+        let kubeconfig = std::env::var_os("KUBECONFIG").expect("KUBECONFIG");
+        Self::start_with_kubeconfig(env, Path::new(&kubeconfig), extra_args)
+    }
+
+    /// Like [`Operator::start`], as the user of another kubeconfig.
+    pub fn start_with_kubeconfig(env: &TestEnv, kubeconfig: &Path, extra_args: &[&str]) -> Self {
         let log_path = env
             .workdir
             .path()
@@ -279,6 +287,7 @@ impl Operator {
             ])
             .args(extra_args)
             .env("RUST_LOG", "info,sklm_restore_operator=debug")
+            .env("KUBECONFIG", kubeconfig)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -14,6 +14,7 @@ fn at(second: i64) -> Timestamp {
     Timestamp::from_second(1_800_000_000 + second).expect("valid")
 }
 
+#[allow(clippy::unnecessary_wraps)] // Snapshots hold a `Result`; tests pass this one in.
 fn answer(step: RestorePhase) -> Result<RestoreObservation, Arc<SklmError>> {
     Ok(RestoreObservation {
         step,
