@@ -72,6 +72,40 @@ pub struct SklmRestoreSpec {
     #[serde(default = "default_restart_timeout")]
     #[schemars(range(min = 10, max = 86400))]
     pub restart_timeout_seconds: u32,
+
+    /// Starts a restore of this backup on the server, at most once for this object. The
+    /// restore replaces the server's keys. Without it, the object only watches a restore
+    /// started some other way. Changing it after the restore was submitted starts
+    /// nothing; the `RestoreSubmitted` condition then says the change was ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreRequest>,
+}
+
+/// A restore for the operator to start.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreRequest {
+    /// Full path of the backup file on the key server.
+    #[schemars(length(min = 1, max = 4096))]
+    pub backup_file_path: String,
+
+    /// Secret in the same namespace with the backup's password. Not needed for backups
+    /// encrypted by a hardware security module.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<PasswordSecretReference>,
+}
+
+/// Reference to the key of a Secret that holds a password.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub struct PasswordSecretReference {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+
+    /// Key in the Secret's data.
+    #[serde(default = "default_password_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
 }
 
 /// Where and how to reach the key server's REST API.
@@ -161,7 +195,17 @@ pub struct SklmRestoreStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<LastError>,
 
-    /// Ready, Reconciling and Stalled, as kstatus reads them.
+    /// When the operator decided to send the run-restore request for `spec.restore`;
+    /// written before the request is sent, so the request is never sent twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submitted_time: Option<Time>,
+
+    /// The run-restore request sent for `spec.restore`, and the server's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submission: Option<Submission>,
+
+    /// Ready, Reconciling and Stalled, as kstatus reads them; RestoreSubmitted when
+    /// `spec.restore` is set.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -220,6 +264,62 @@ pub struct LastError {
 
     /// What failed, for people.
     pub message: String,
+}
+
+/// The run-restore request the operator sent.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Submission {
+    /// The backup file named in the request.
+    pub backup_file_path: String,
+
+    /// Sending (recorded, answer not yet recorded), Accepted, Rejected, NotSent (failed
+    /// before the request left; it is sent later) or Unknown (the request may have
+    /// reached the server; it is never sent again).
+    #[schemars(schema_with = "submission_state_schema")]
+    pub state: SubmissionState,
+
+    /// HTTP status of the answer, if one arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+
+    /// Message id of the answer, such as `CTGKM3294E`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+
+    /// The answer or the failure, for people.
+    pub message: String,
+}
+
+/// Where a run-restore request stands.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubmissionState {
+    Sending,
+    Accepted,
+    Rejected,
+    NotSent,
+    Unknown,
+}
+
+impl SubmissionState {
+    pub const ALL: [SubmissionState; 5] = [
+        SubmissionState::Sending,
+        SubmissionState::Accepted,
+        SubmissionState::Rejected,
+        SubmissionState::NotSent,
+        SubmissionState::Unknown,
+    ];
+
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubmissionState::Sending => "Sending",
+            SubmissionState::Accepted => "Accepted",
+            SubmissionState::Rejected => "Rejected",
+            SubmissionState::NotSent => "NotSent",
+            SubmissionState::Unknown => "Unknown",
+        }
+    }
 }
 
 /// A kstatus condition.
@@ -344,6 +444,14 @@ fn restore_phase_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         "Completed",
         "Unknown",
     ])
+}
+
+fn submission_state_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    string_enum_schema(&SubmissionState::ALL.map(SubmissionState::as_str))
+}
+
+fn default_password_key() -> String {
+    "password".to_owned()
 }
 
 fn default_poll_interval() -> u32 {

@@ -8,6 +8,7 @@ pub mod condition {
     pub const READY: &str = "Ready";
     pub const RECONCILING: &str = "Reconciling";
     pub const STALLED: &str = "Stalled";
+    pub const RESTORE_SUBMITTED: &str = "RestoreSubmitted";
 }
 
 /// Condition reasons, CamelCase.
@@ -28,4 +29,10 @@ pub mod reason {
     pub const UNEXPECTED_REDIRECT: &str = "UnexpectedRedirect";
     pub const INVALID_RESPONSE: &str = "InvalidResponse";
     pub const UNRECOGNIZED_ANSWER: &str = "UnrecognizedAnswer";
+    pub const RESTORE_REJECTED: &str = "RestoreRejected";
+    pub const SUBMISSION_UNKNOWN: &str = "SubmissionOutcomeUnknown";
+    pub const SUBMISSION_SENDING: &str = "Sending";
+    pub const SUBMISSION_ACCEPTED: &str = "Accepted";
+    pub const SUBMISSION_NOT_SENT: &str = "NotSent";
+    pub const SUBMITTED_RESTORE_STARTING: &str = "SubmittedRestoreStarting";
 }

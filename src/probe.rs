@@ -175,7 +175,9 @@ fn answer_code(step: RestorePhase, result: Option<&Result<RestoreResult, Arc<Skl
 
 fn exit_code_for(error: &SklmError) -> u8 {
     match error {
-        SklmError::Unreachable { .. } | SklmError::ClientSetup(_) => 10,
+        SklmError::Unreachable { .. }
+        | SklmError::ConnectionLost { .. }
+        | SklmError::ClientSetup(_) => 10,
         SklmError::Tls { .. } => 11,
         SklmError::Timeout { .. } => 12,
         SklmError::LoginRejected { .. } | SklmError::SessionRejected { .. } => 13,

@@ -15,6 +15,15 @@ pub struct Verdict {
     pub message: String,
 }
 
+/// One condition to set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConditionSpec {
+    pub type_: &'static str,
+    pub status: &'static str,
+    pub reason: &'static str,
+    pub message: String,
+}
+
 /// Builds the conditions for `verdict`, keeping each condition's `lastTransitionTime`
 /// from `previous` while its status and reason stay the same.
 ///
@@ -34,21 +43,38 @@ pub fn build(
     ]
     .into_iter()
     .map(|(type_, status)| {
-        let status = if status { "True" } else { "False" };
-        let last_transition_time = previous
-            .iter()
-            .find(|c| c.type_ == type_ && c.status == status && c.reason == verdict.reason)
-            .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
-        Condition {
-            type_: type_.to_owned(),
-            status: status.to_owned(),
-            reason: verdict.reason.to_owned(),
+        let spec = ConditionSpec {
+            type_,
+            status: if status { "True" } else { "False" },
+            reason: verdict.reason,
             message: verdict.message.clone(),
-            last_transition_time,
-            observed_generation: generation,
-        }
+        };
+        build_one(previous, &spec, generation, now)
     })
     .collect()
+}
+
+/// Builds one condition, keeping `lastTransitionTime` from `previous` while its status
+/// and reason stay the same.
+#[must_use]
+pub fn build_one(
+    previous: &[Condition],
+    spec: &ConditionSpec,
+    generation: Option<i64>,
+    now: &Time,
+) -> Condition {
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == spec.type_ && c.status == spec.status && c.reason == spec.reason)
+        .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+    Condition {
+        type_: spec.type_.to_owned(),
+        status: spec.status.to_owned(),
+        reason: spec.reason.to_owned(),
+        message: spec.message.clone(),
+        last_transition_time,
+        observed_generation: generation,
+    }
 }
 
 /// The condition of a type, if present.

@@ -15,8 +15,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use super::conditions::{self, Verdict};
-use crate::crd::{LastError, Phase, RestorePhase, SklmRestoreStatus};
-use crate::names::reason;
+use crate::crd::{LastError, Phase, RestorePhase, SklmRestoreStatus, SubmissionState};
+use crate::names::{condition, reason};
+
+/// How long after the server accepted a submitted restore a "not running" answer is
+/// still taken as "not started yet" rather than as the end.
+pub const START_GRACE: Duration = Duration::from_secs(120);
+
+const KSTATUS_TYPES: [&str; 3] = [condition::READY, condition::RECONCILING, condition::STALLED];
 use crate::sklm::hub::Snapshot;
 use crate::sklm::{RestoreResult, SklmError};
 
@@ -71,7 +77,14 @@ pub fn decide(
     if phase.is_finished() {
         return keep_finished(previous, generation);
     }
+    let submission = previous.submission.as_ref().map(|s| s.state);
+    if submission == Some(SubmissionState::Accepted) {
+        // The server accepted the restore this object submitted: it has started.
+        decision.status.phase = Some(Phase::Running);
+        decision.wants_result = true;
+    }
     let verdict = match input {
+        _ if submission == Some(SubmissionState::Rejected) => rejected(&mut decision, &now),
         Input::Problem { reason, message } => {
             decision.status.last_error = Some(LastError {
                 reason: (*reason).to_owned(),
@@ -104,6 +117,14 @@ pub fn decide(
     }
     decision.status.conditions =
         conditions::build(&previous.conditions, &verdict, generation, &now);
+    // Keep conditions of other types, such as RestoreSubmitted, which the caller sets.
+    decision.status.conditions.extend(
+        previous
+            .conditions
+            .iter()
+            .filter(|c| !KSTATUS_TYPES.contains(&c.type_.as_str()))
+            .cloned(),
+    );
     if decision.status.phase.is_some_and(Phase::is_finished) {
         decision.wants_result = false;
     }
@@ -159,6 +180,10 @@ fn on_answer(
             )
         }
         RestorePhase::Completed => ended(decision, "the server reported COMPLETED", result, now),
+        _ if was_running && submitted_restore_starting(status, now) => progressing(
+            reason::SUBMITTED_RESTORE_STARTING,
+            "the server accepted the submitted restore but reports none running yet".to_owned(),
+        ),
         _ if was_running => ended(
             decision,
             "the server reported no restore running after a running step",
@@ -173,6 +198,39 @@ fn on_answer(
             )
         }
     }
+}
+
+/// Whether a "not running" answer comes too early to mean the end of a submitted restore:
+/// accepted less than [`START_GRACE`] ago, with no running step and no restart outage seen
+/// since.
+fn submitted_restore_starting(status: &SklmRestoreStatus, now: &Time) -> bool {
+    let accepted = status
+        .submission
+        .as_ref()
+        .is_some_and(|s| s.state == SubmissionState::Accepted);
+    let restarting = conditions::find(&status.conditions, condition::READY)
+        .is_some_and(|c| c.reason == reason::SERVER_RESTARTING);
+    let recent = status
+        .submitted_time
+        .as_ref()
+        .is_some_and(|t| now.0.duration_since(t.0).unsigned_abs() < START_GRACE);
+    accepted && status.start_time.is_none() && !restarting && recent
+}
+
+/// A submitted restore the server rejected: it never ran.
+fn rejected(decision: &mut Decision, now: &Time) -> Verdict {
+    let status = &mut decision.status;
+    status.phase = Some(Phase::Failed);
+    status.completion_time = Some(now.clone());
+    let detail = status
+        .submission
+        .as_ref()
+        .map(|s| format!("{}: {}", s.backup_file_path, s.message))
+        .unwrap_or_default();
+    stalled(
+        reason::RESTORE_REJECTED,
+        format!("the server rejected the run-restore request for {detail}"),
+    )
 }
 
 /// The server reported the end; the result service decides how it ended.

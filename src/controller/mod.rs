@@ -5,6 +5,7 @@ mod conditions;
 pub mod decide;
 mod reconcile;
 pub mod secrets;
+pub mod submission;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +30,9 @@ pub struct Context {
     pub secrets: Store<Secret>,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
+    /// Run-restore records this process wrote, by object uid: newer than a cached object
+    /// that does not show them yet.
+    pub submissions: std::sync::Mutex<std::collections::HashMap<String, crate::crd::Submission>>,
 }
 
 /// A reconcile that failed; the object is retried after a delay.
@@ -95,6 +99,7 @@ pub async fn run(
         hub: Arc::clone(&hub),
         secrets: secret_reader,
         metrics,
+        submissions: std::sync::Mutex::default(),
     });
     let mapper_store = restore_reader.clone();
     Controller::for_stream(restore_stream, restore_reader)

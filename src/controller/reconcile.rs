@@ -12,15 +12,22 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
 use super::decide::{self, Decision, Input, Settings};
-use super::{Context, Error, secrets};
-use crate::crd::{Phase, SklmRestore, SklmRestoreStatus};
+use super::{Context, Error, secrets, submission};
+use crate::crd::{Phase, RestoreRequest, SklmRestore, SklmRestoreStatus, SubmissionState};
 use crate::names::{FIELD_MANAGER, condition, reason};
 use crate::sklm::hub::{PollTarget, Subscription};
 use crate::sklm::tls::TlsSettings;
 use crate::sklm::{ClientSettings, Endpoint};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 /// Safety net: reconcile at least this often, even when nothing triggers it.
 const RESYNC: Duration = Duration::from_secs(300);
+
+/// Retry delay for a run-restore request that failed before it left.
+const NOT_SENT_RETRY: Duration = Duration::from_secs(30);
+
+/// Retry delay after the object changed while the run-restore request was being recorded.
+const CONFLICT_RETRY: Duration = Duration::from_secs(1);
 
 /// Retry delay for an object whose spec or Secret is unusable; fixing either triggers a
 /// reconcile sooner.
@@ -43,8 +50,8 @@ pub async fn reconcile(object: Arc<SklmRestore>, ctx: Arc<Context>) -> Result<Ac
         return Ok(Action::await_change());
     }
 
-    let target = match poll_target(&object, &namespace, &ctx) {
-        Ok(target) => target,
+    let (target, backup_password) = match prepare(&object, &namespace, &ctx) {
+        Ok(prepared) => prepared,
         Err((reason, message)) => {
             ctx.hub.unsubscribe(&key);
             let input = Input::Problem { reason, message };
@@ -59,17 +66,38 @@ pub async fn reconcile(object: Arc<SklmRestore>, ctx: Arc<Context>) -> Result<Ac
         interval,
         wants_result: previous.phase == Some(Phase::Running),
     };
-    let Some(snapshot) = ctx.hub.subscribe(key.clone(), target.clone(), subscription) else {
+    let snapshot = ctx.hub.subscribe(key.clone(), target.clone(), subscription);
+    let mut base = previous.clone();
+    if let Some(request) = &object.spec.restore {
+        let Some(submitted) =
+            submit_once(&object, request, &target, backup_password, &previous, &ctx).await?
+        else {
+            return Ok(Action::requeue(CONFLICT_RETRY));
+        };
+        base = submitted;
+    }
+    let Some(snapshot) = snapshot else {
         // The poller's first poll triggers the next reconcile.
+        if base != previous {
+            let decision = decide::keep_finished(&base, generation);
+            write_if_changed(&object, &previous, &decision, &ctx).await?;
+        }
         return Ok(Action::requeue(RESYNC));
     };
-    let decision = decide::decide(
-        &previous,
-        &Input::Poll(&snapshot),
-        settings,
-        generation,
-        Timestamp::now(),
-    );
+    let now = Timestamp::now();
+    let mut decision = decide::decide(&base, &Input::Poll(&snapshot), settings, generation, now);
+    if let (Some(request), Some(record)) = (&object.spec.restore, &base.submission) {
+        let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            Timestamp::from_second(now.as_second()).expect("current time is in range"),
+        );
+        submission::set_condition(
+            &mut decision.status.conditions,
+            request,
+            record,
+            generation,
+            &now,
+        );
+    }
     if decision.wants_result != subscription.wants_result {
         subscription.wants_result = decision.wants_result;
         ctx.hub.subscribe(key.clone(), target, subscription);
@@ -79,13 +107,129 @@ pub async fn reconcile(object: Arc<SklmRestore>, ctx: Arc<Context>) -> Result<Ac
         ctx.hub.unsubscribe(&key);
         return Ok(Action::await_change());
     }
+    let not_sent = base
+        .submission
+        .as_ref()
+        .is_some_and(|s| s.state == SubmissionState::NotSent);
+    let next = if not_sent { NOT_SENT_RETRY } else { RESYNC };
     Ok(Action::requeue(
-        decision.recheck_after.unwrap_or(RESYNC).min(RESYNC),
+        decision.recheck_after.unwrap_or(next).min(next),
     ))
 }
 
-/// Builds what the poller needs from the spec and Secrets; an error is a condition reason
-/// and a message safe to show.
+/// Sends the run-restore request for `spec.restore` unless one was sent before, and
+/// returns the status with the submission record. `None` means the object changed since
+/// it was read, so nothing was sent and the reconcile must run again.
+async fn submit_once(
+    object: &SklmRestore,
+    request: &RestoreRequest,
+    target: &PollTarget,
+    backup_password: Option<String>,
+    previous: &SklmRestoreStatus,
+    ctx: &Context,
+) -> Result<Option<SklmRestoreStatus>, Error> {
+    let uid = object.uid().unwrap_or_default();
+    let remembered = ctx
+        .submissions
+        .lock()
+        .expect("submissions lock")
+        .get(&uid)
+        .cloned();
+    let record = remembered.or_else(|| previous.submission.clone());
+    let mut status = previous.clone();
+    match record {
+        Some(record) if record.state == SubmissionState::Sending => {
+            // The answer was never recorded: the request may have left.
+            status.submission = Some(submission::interrupted(&record));
+            return Ok(Some(status));
+        }
+        Some(record) if !submission::needs_sending(Some(&record)) => {
+            status.submission = Some(record);
+            return Ok(Some(status));
+        }
+        _ => {}
+    }
+    status.submitted_time = Some(Time(
+        Timestamp::from_second(Timestamp::now().as_second()).expect("current time is in range"),
+    ));
+    status.submission = Some(submission::sending(request));
+    match claim(object, &status, ctx).await {
+        Ok(()) => {}
+        Err(kube::Error::Api(response)) if response.code == 409 => return Ok(None),
+        Err(error) => return Err(Error::StatusWrite(error)),
+    }
+    ctx.submissions
+        .lock()
+        .expect("submissions lock")
+        .insert(uid.clone(), submission::sending(request));
+    let path = &request.backup_file_path;
+    let record = match ctx.hub.session(target) {
+        Ok(session) => {
+            let outcome = session.run_restore(path, backup_password.as_deref()).await;
+            submission::classify(path, outcome.as_ref())
+        }
+        Err(error) => submission::classify(path, Err(&*error)),
+    };
+    tracing::info!(
+        object = %ObjectRef::from_obj(object),
+        backup = %request.backup_file_path,
+        state = record.state.as_str(),
+        "run-restore request sent"
+    );
+    ctx.submissions
+        .lock()
+        .expect("submissions lock")
+        .insert(uid, record.clone());
+    status.submission = Some(record);
+    Ok(Some(status))
+}
+
+/// Writes the `Sending` record, failing with 409 if the object changed since it was read:
+/// a stale read could otherwise miss an earlier record and send twice.
+async fn claim(
+    object: &SklmRestore,
+    status: &SklmRestoreStatus,
+    ctx: &Context,
+) -> Result<(), kube::Error> {
+    let api: Api<SklmRestore> =
+        Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
+    let patch = serde_json::json!({
+        "apiVersion": "sklm.dev/v1alpha1",
+        "kind": "SklmRestore",
+        "metadata": {"resourceVersion": object.resource_version()},
+        "status": status,
+    });
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let written = api
+        .patch_status(&object.name_any(), &params, &Patch::Apply(&patch))
+        .await;
+    ctx.metrics.record_status_write(written.is_ok());
+    written.map(|_| ())
+}
+
+/// Builds what the poller needs from the spec and Secrets, and reads the backup password
+/// of `spec.restore`; an error is a condition reason and a message safe to show.
+fn prepare(
+    object: &SklmRestore,
+    namespace: &str,
+    ctx: &Context,
+) -> Result<(PollTarget, Option<String>), (&'static str, String)> {
+    let target = poll_target(object, namespace, ctx)?;
+    let password_ref = object
+        .spec
+        .restore
+        .as_ref()
+        .and_then(|r| r.password_secret_ref.as_ref());
+    let password = match password_ref {
+        Some(reference) => Some(
+            secrets::key_value(&ctx.secrets, namespace, &reference.name, &reference.key)
+                .map_err(|e| (reason::INVALID_SECRET, e.0))?,
+        ),
+        None => None,
+    };
+    Ok((target, password))
+}
+
 fn poll_target(
     object: &SklmRestore,
     namespace: &str,

@@ -54,6 +54,17 @@ pub fn ca_pem(
     Ok(pem)
 }
 
+/// Reads one key of a Secret as text, such as a backup password.
+pub fn key_value(
+    store: &Store<Secret>,
+    namespace: &str,
+    name: &str,
+    key: &str,
+) -> Result<String, SecretProblem> {
+    let secret = lookup(store, namespace, name)?;
+    value(&secret, namespace, name, key)
+}
+
 fn lookup(
     store: &Store<Secret>,
     namespace: &str,

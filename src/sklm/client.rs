@@ -14,6 +14,7 @@ use tokio::sync::Mutex;
 use super::SklmError;
 use super::response::{self, RestoreObservation, RestoreResult};
 use super::tls::{self, TlsSettings};
+use crate::crd::ServerMessage;
 
 /// Largest response body read, in bytes. Real answers are well under 1 KiB.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -168,8 +169,14 @@ impl SklmClient {
         }
     }
 
-    async fn get(&self, path: &'static str, auth: &AuthId) -> Result<Vec<u8>, SklmError> {
-        let reply = self.send(Method::GET, path, Some(auth), None).await?;
+    async fn call(
+        &self,
+        method: Method,
+        path: &'static str,
+        auth: &AuthId,
+        body: Option<serde_json::Value>,
+    ) -> Result<Vec<u8>, SklmError> {
+        let reply = self.send(method, path, Some(auth), body).await?;
         if reply.status.is_success() {
             Ok(reply.body)
         } else {
@@ -234,6 +241,7 @@ impl SklmClient {
                 seconds: self.settings.timeout_seconds,
             };
         }
+        let connected = !error.is_connect();
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
         while let Some(current) = source {
             if let Some(tls_error) = as_tls_error(current) {
@@ -244,9 +252,11 @@ impl SklmClient {
             }
             source = current.source();
         }
-        SklmError::Unreachable {
-            origin,
-            detail: innermost_message(error),
+        let detail = innermost_message(error);
+        if connected {
+            SklmError::ConnectionLost { origin, detail }
+        } else {
+            SklmError::Unreachable { origin, detail }
         }
     }
 }
@@ -281,14 +291,31 @@ impl Session {
 
     pub async fn is_running(&self) -> Result<RestoreObservation, SklmError> {
         let path = "/ckms/restore/isrunning";
-        let body = self.get_with_session(path).await?;
+        let body = self.call_with_session(Method::GET, path, None).await?;
         response::parse_is_running(&body).map_err(|e| invalid_response(path, &e))
     }
 
     pub async fn restore_result(&self) -> Result<RestoreResult, SklmError> {
         let path = "/ckms/restore/result";
-        let body = self.get_with_session(path).await?;
+        let body = self.call_with_session(Method::GET, path, None).await?;
         response::parse_result(&body).map_err(|e| invalid_response(path, &e))
+    }
+
+    /// Sends the run-restore request. The success body is not documented, so any 2xx is
+    /// success and its `code` and `status` (or `message`) are kept as they are.
+    pub async fn run_restore(
+        &self,
+        backup_file_path: &str,
+        password: Option<&str>,
+    ) -> Result<ServerMessage, SklmError> {
+        let mut body = serde_json::json!({"backupFilePath": backup_file_path});
+        if let Some(password) = password {
+            body["password"] = serde_json::Value::from(password);
+        }
+        let reply = self
+            .call_with_session(Method::POST, "/ckms/restore", Some(body))
+            .await?;
+        Ok(response::parse_lenient_message(&reply))
     }
 
     /// Ends the session on the server, if there is one. Failures are only logged, since
@@ -302,14 +329,23 @@ impl Session {
         }
     }
 
-    async fn get_with_session(&self, path: &'static str) -> Result<Vec<u8>, SklmError> {
+    async fn call_with_session(
+        &self,
+        method: Method,
+        path: &'static str,
+        body: Option<serde_json::Value>,
+    ) -> Result<Vec<u8>, SklmError> {
         let mut auth = self.auth.lock().await;
         let fresh_login = auth.is_none();
         let id = match auth.as_ref() {
             Some(id) => id.clone(),
             None => self.login_into(&mut auth).await?,
         };
-        match self.client.get(path, &id).await {
+        match self
+            .client
+            .call(method.clone(), path, &id, body.clone())
+            .await
+        {
             Err(error) if is_session_rejection(&error) => {
                 *auth = None;
                 if fresh_login {
@@ -317,13 +353,16 @@ impl Session {
                 }
                 tracing::debug!(origin = %self.client.settings.endpoint.origin, "session id rejected, logging in again");
                 let id = self.login_into(&mut auth).await?;
-                self.client.get(path, &id).await.map_err(|error| {
-                    if is_session_rejection(&error) {
-                        as_session_rejected(error)
-                    } else {
-                        error
-                    }
-                })
+                self.client
+                    .call(method, path, &id, body)
+                    .await
+                    .map_err(|error| {
+                        if is_session_rejection(&error) {
+                            as_session_rejected(error)
+                        } else {
+                            error
+                        }
+                    })
             }
             other => other,
         }

@@ -6,7 +6,8 @@ use crate::names::reason;
 /// credential, a session id or the response body beyond a bounded message id and text.
 #[derive(Debug, thiserror::Error)]
 pub enum SklmError {
-    #[error("invalid server URL {url:?}: {detail}")]
+    /// The message shows the URL without its user info, which may hold a password.
+    #[error("invalid server URL {:?}: {detail}", without_user_info(url))]
     InvalidUrl { url: String, detail: String },
 
     #[error("invalid CA certificate: {detail}")]
@@ -17,6 +18,9 @@ pub enum SklmError {
 
     #[error("connection to {origin} failed: {detail}")]
     Unreachable { origin: String, detail: String },
+
+    #[error("connection to {origin} lost during the request: {detail}")]
+    ConnectionLost { origin: String, detail: String },
 
     #[error("TLS handshake with {origin} failed: {detail}")]
     Tls { origin: String, detail: String },
@@ -63,6 +67,7 @@ impl SklmError {
     pub fn is_retryable(&self) -> bool {
         match self {
             SklmError::Unreachable { .. }
+            | SklmError::ConnectionLost { .. }
             | SklmError::Timeout { .. }
             | SklmError::Http { .. }
             | SklmError::BodyTooLarge { .. }
@@ -82,7 +87,9 @@ impl SklmError {
     #[must_use]
     pub fn is_outage(&self) -> bool {
         match self {
-            SklmError::Unreachable { .. } | SklmError::Timeout { .. } => true,
+            SklmError::Unreachable { .. }
+            | SklmError::ConnectionLost { .. }
+            | SklmError::Timeout { .. } => true,
             SklmError::Http { status, .. } => *status >= 500 || *status == 404,
             _ => false,
         }
@@ -94,7 +101,9 @@ impl SklmError {
         match self {
             SklmError::InvalidUrl { .. } => reason::INVALID_SPEC,
             SklmError::InvalidCa { .. } => reason::INVALID_SECRET,
-            SklmError::ClientSetup(_) | SklmError::Unreachable { .. } => reason::SERVER_UNREACHABLE,
+            SklmError::ClientSetup(_)
+            | SklmError::Unreachable { .. }
+            | SklmError::ConnectionLost { .. } => reason::SERVER_UNREACHABLE,
             SklmError::Tls { .. } => reason::TLS_ERROR,
             SklmError::Timeout { .. } => reason::TIMEOUT,
             SklmError::LoginRejected { .. } | SklmError::SessionRejected { .. } => {
@@ -116,6 +125,7 @@ impl SklmError {
             SklmError::InvalidCa { .. } => "invalid_ca",
             SklmError::ClientSetup(_) => "client_setup",
             SklmError::Unreachable { .. } => "unreachable",
+            SklmError::ConnectionLost { .. } => "connection_lost",
             SklmError::Tls { .. } => "tls",
             SklmError::Timeout { .. } => "timeout",
             SklmError::LoginRejected { .. } => "login_rejected",
@@ -151,6 +161,20 @@ impl SklmError {
     }
 }
 
+/// The URL with its user info (`user:password@`) replaced by `***@`, also when the URL
+/// does not parse.
+fn without_user_info(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}***@{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
 fn fmt_id(message_id: Option<&str>) -> String {
     message_id.map(|id| format!(" ({id})")).unwrap_or_default()
 }
@@ -165,4 +189,39 @@ fn fmt_text(text: &str) -> String {
 
 fn fmt_location(location: Option<&str>) -> String {
     location.map(|l| format!(" to {l}")).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_url_message_hides_user_info() {
+        for url in [
+            "https://admin:s3cret@gklm:9443",
+            "https://admin:s3cret@gklm:9443/path@x",
+            "admin:s3cret@gklm:9443",
+            "https://a:b@c:s3cret@gklm",
+        ] {
+            let error = SklmError::InvalidUrl {
+                url: url.to_owned(),
+                detail: "user info is not allowed".to_owned(),
+            };
+            let message = error.to_string();
+            assert!(!message.contains("s3cret"), "{message}");
+            assert!(message.contains("***@gklm"), "{message}");
+        }
+    }
+
+    #[test]
+    fn invalid_url_message_keeps_url_without_user_info() {
+        let error = SklmError::InvalidUrl {
+            url: "http://gklm:9443/a@b".to_owned(),
+            detail: "the scheme must be https".to_owned(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "invalid server URL \"http://gklm:9443/a@b\": the scheme must be https"
+        );
+    }
 }

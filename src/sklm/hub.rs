@@ -68,6 +68,7 @@ struct PollerEntry {
 #[derive(Default)]
 struct HubState {
     pollers: HashMap<Arc<PollTarget>, PollerEntry>,
+    sessions: HashMap<Arc<PollTarget>, Arc<Session>>,
     members: HashMap<Key, Arc<PollTarget>>,
 }
 
@@ -135,6 +136,21 @@ impl Hub {
         self.stopped.cancel();
     }
 
+    /// The shared session for `target`, created on first use. Polls and run-restore
+    /// requests use it, so the operator holds one login per server and user.
+    pub fn session(&self, target: &PollTarget) -> Result<Arc<Session>, Arc<SklmError>> {
+        let mut state = self.lock();
+        if let Some(session) = state.sessions.get(target) {
+            return Ok(Arc::clone(session));
+        }
+        let client = SklmClient::new(target.settings.clone()).map_err(Arc::new)?;
+        let session = Arc::new(Session::new(client, target.credentials.clone()));
+        state
+            .sessions
+            .insert(Arc::new(target.clone()), Arc::clone(&session));
+        Ok(session)
+    }
+
     /// Removes an object from its poller, if it has one.
     pub fn unsubscribe(&self, object: &Key) {
         remove_member(&mut self.lock(), object);
@@ -154,7 +170,6 @@ impl Hub {
     async fn run_poller(self: Arc<Self>, target: Arc<PollTarget>) {
         let origin = target.settings.endpoint.origin.clone();
         tracing::debug!(%origin, user = %target.credentials.user, "poller started");
-        let mut session: Option<Session> = None;
         let mut failures = 0u32;
         while !self.stopped.is_cancelled() {
             let Some((interval, wants_result, wake)) = self.prepare_poll(&target) else {
@@ -165,9 +180,7 @@ impl Hub {
                 .pollers
                 .get(&target)
                 .and_then(|e| e.latest.clone());
-            let snapshot = self
-                .poll(&target, &mut session, wants_result, previous.as_deref())
-                .await;
+            let snapshot = self.poll(&target, wants_result, previous.as_deref()).await;
             failures = if snapshot.outcome.is_ok() {
                 0
             } else {
@@ -198,6 +211,7 @@ impl Hub {
                 () = self.stopped.cancelled() => break,
             }
         }
+        let session = self.lock().sessions.remove(&target);
         if let Some(session) = session {
             session.logout().await;
         }
@@ -237,24 +251,24 @@ impl Hub {
     async fn poll(
         &self,
         target: &PollTarget,
-        session: &mut Option<Session>,
         wants_result: bool,
         previous: Option<&Snapshot>,
     ) -> Snapshot {
         let sequence = previous.map_or(1, |p| p.sequence + 1);
         let started = std::time::Instant::now();
-        let outcome = match session_for(target, session) {
+        let session = self.session(target);
+        let outcome = match &session {
             Ok(session) => {
                 let logins_before = session.login_count();
-                let outcome = session.is_running().await;
+                let outcome = session.is_running().await.map_err(Arc::new);
                 self.metrics
-                    .record_logins(session.login_count() - logins_before);
+                    .record_logins(session.login_count().saturating_sub(logins_before));
                 outcome
             }
-            Err(error) => Err(error),
+            Err(error) => Err(Arc::clone(error)),
         };
         self.metrics
-            .record_poll(started.elapsed(), outcome.as_ref().err());
+            .record_poll(started.elapsed(), outcome.as_ref().err().map(|e| &**e));
         if let Err(error) = &outcome {
             tracing::debug!(origin = %target.settings.endpoint.origin, %error, "poll failed");
         }
@@ -262,8 +276,8 @@ impl Hub {
             o.step == crate::crd::RestorePhase::Idle
                 || o.step == crate::crd::RestorePhase::Completed
         });
-        let result = match session.as_ref() {
-            Some(session) if wants_result && ended => {
+        let result = match &session {
+            Ok(session) if wants_result && ended => {
                 Some(session.restore_result().await.map_err(Arc::new))
             }
             _ => None,
@@ -277,7 +291,7 @@ impl Hub {
             } else {
                 previous.and_then(|p| p.failing_since).or(Some(now))
             },
-            outcome: outcome.map_err(Arc::new),
+            outcome,
             result,
         }
     }
@@ -292,17 +306,6 @@ fn remove_member(state: &mut HubState, object: &Key) {
             entry.wake.notify_one();
         }
     }
-}
-
-fn session_for<'a>(
-    target: &PollTarget,
-    session: &'a mut Option<Session>,
-) -> Result<&'a Session, SklmError> {
-    if session.is_none() {
-        let client = SklmClient::new(target.settings.clone())?;
-        *session = Some(Session::new(client, target.credentials.clone()));
-    }
-    Ok(session.as_ref().expect("session was just set"))
 }
 
 /// Whether two polls got the same answer, ignoring when they ran.

@@ -122,6 +122,28 @@ pub fn parse_login(body: &[u8]) -> Result<String, ParseError> {
     }
 }
 
+/// The `code` and `status` (or `message`) of a body, when it is a JSON object; otherwise
+/// the start of the body as text. For answers whose shape is not documented.
+#[must_use]
+pub fn parse_lenient_message(body: &[u8]) -> ServerMessage {
+    let Ok(object) = parse_object(body) else {
+        return ServerMessage {
+            code: String::new(),
+            status: truncate(String::from_utf8_lossy(body).trim(), MAX_STATUS_TEXT),
+        };
+    };
+    let status = field_text(&object, "status")
+        .or_else(|| field_text(&object, "message"))
+        .unwrap_or_default();
+    ServerMessage {
+        code: truncate(
+            &field_text(&object, "code").unwrap_or_default(),
+            MAX_CODE_TEXT,
+        ),
+        status: truncate(&status, MAX_STATUS_TEXT),
+    }
+}
+
 /// The message id and text of an error body `{"code": "<id>", "message": "<id> <text>"}`.
 /// Bodies that are not JSON (servlet error pages) give neither.
 #[must_use]
@@ -433,6 +455,17 @@ mod tests {
             parse_error_body(b"<html>Error 500</html>"),
             (None, String::new())
         );
+    }
+
+    #[test]
+    fn lenient_message_reads_json_and_text() {
+        let message = parse_lenient_message(br#"{"code":"0","status":"CTGKM3290I started"}"#);
+        assert_eq!(message.code, "0");
+        assert_eq!(message.status, "CTGKM3290I started");
+        let message = parse_lenient_message(br#"{"message":"done"}"#);
+        assert_eq!(message.status, "done");
+        let message = parse_lenient_message(b" accepted ");
+        assert_eq!(message.status, "accepted");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! One test per row of `docs/decision-table.md`, named after the row.
 
 use super::*;
-use crate::crd::ServerMessage;
+use crate::crd::{ServerMessage, SubmissionState};
 use crate::names::condition;
 use crate::sklm::RestoreObservation;
 
@@ -447,4 +447,139 @@ fn row_insecure_tls_is_stated() {
         .expect("Ready")
         .message;
     assert!(message.contains("insecureSkipTlsVerify"), "{message}");
+}
+
+fn submitted(state: SubmissionState, second: i64) -> SklmRestoreStatus {
+    let waiting = step(
+        &SklmRestoreStatus::default(),
+        &snapshot(answer(RestorePhase::Idle), None, 0),
+        0,
+    );
+    let mut status = waiting.status;
+    status.submitted_time = Some(Time(at(second)));
+    status.submission = Some(crate::crd::Submission {
+        backup_file_path: "/opt/backups/b.jar".to_owned(),
+        state,
+        http_status: (state == SubmissionState::Rejected).then_some(400),
+        message_id: (state == SubmissionState::Rejected).then(|| "CTGKM3294E".to_owned()),
+        message: "answer".to_owned(),
+    });
+    status
+}
+
+#[test]
+fn row_submission_accepted_is_running() {
+    let status = submitted(SubmissionState::Accepted, 5);
+    let decision = step(
+        &status,
+        &snapshot(answer(RestorePhase::Initialize), None, 6),
+        6,
+    );
+    assert_eq!(decision.status.phase, Some(Phase::Running));
+    assert_eq!(
+        ready(&decision.status),
+        ("False", reason::RESTORE_IN_PROGRESS)
+    );
+    assert!(decision.wants_result);
+}
+
+#[test]
+fn row_submission_accepted_not_started_yet_stays_running() {
+    let status = submitted(SubmissionState::Accepted, 5);
+    let snap = snapshot(
+        answer(RestorePhase::Idle),
+        Some(Ok(RestoreResult::Unknown)),
+        10,
+    );
+    let decision = step(&status, &snap, 10);
+    assert_eq!(decision.status.phase, Some(Phase::Running));
+    assert_eq!(
+        ready(&decision.status),
+        ("False", reason::SUBMITTED_RESTORE_STARTING)
+    );
+    assert_eq!(decision.status.completion_time, None);
+}
+
+#[test]
+fn row_submission_accepted_idle_after_grace_ends() {
+    let status = submitted(SubmissionState::Accepted, 5);
+    let snap = snapshot(
+        answer(RestorePhase::Idle),
+        Some(Ok(RestoreResult::Succeeded)),
+        200,
+    );
+    let decision = step(&status, &snap, 200);
+    assert_eq!(decision.status.phase, Some(Phase::Completed));
+    assert_eq!(ready(&decision.status), ("True", reason::RESTORE_SUCCEEDED));
+}
+
+#[test]
+fn row_submission_accepted_idle_after_restart_ends() {
+    let status = submitted(SubmissionState::Accepted, 5);
+    let restarting = step(&status, &snapshot(Err(unreachable()), None, 8), 8);
+    assert_eq!(
+        ready(&restarting.status),
+        ("False", reason::SERVER_RESTARTING)
+    );
+    let snap = snapshot(
+        answer(RestorePhase::Idle),
+        Some(Ok(RestoreResult::Unknown)),
+        20,
+    );
+    let decision = step(&restarting.status, &snap, 20);
+    assert_eq!(decision.status.phase, Some(Phase::Completed));
+    assert_eq!(
+        ready(&decision.status),
+        ("True", reason::RESTORE_ENDED_RESULT_UNKNOWN)
+    );
+}
+
+#[test]
+fn row_submission_rejected_is_failed() {
+    let status = submitted(SubmissionState::Rejected, 5);
+    let decision = step(&status, &snapshot(answer(RestorePhase::Idle), None, 6), 6);
+    assert_eq!(decision.status.phase, Some(Phase::Failed));
+    assert_eq!(ready(&decision.status), ("False", reason::RESTORE_REJECTED));
+    assert_eq!(
+        condition_status(&decision.status, condition::STALLED),
+        "True"
+    );
+    let message = &conditions::find(&decision.status.conditions, condition::READY)
+        .expect("Ready")
+        .message;
+    assert!(message.contains("/opt/backups/b.jar"), "{message}");
+}
+
+#[test]
+fn row_submission_unknown_watches_as_usual() {
+    let status = submitted(SubmissionState::Unknown, 5);
+    let decision = step(&status, &snapshot(answer(RestorePhase::Idle), None, 6), 6);
+    assert_eq!(decision.status.phase, Some(Phase::Waiting));
+    let running = step(
+        &decision.status,
+        &snapshot(answer(RestorePhase::Cleanup), None, 7),
+        7,
+    );
+    assert_eq!(running.status.phase, Some(Phase::Running));
+}
+
+#[test]
+fn row_other_condition_types_are_kept() {
+    let mut status = submitted(SubmissionState::Accepted, 5);
+    let extra = crate::crd::Condition {
+        type_: condition::RESTORE_SUBMITTED.to_owned(),
+        status: "True".to_owned(),
+        reason: reason::SUBMISSION_ACCEPTED.to_owned(),
+        message: "m".to_owned(),
+        last_transition_time: Time(at(5)),
+        observed_generation: Some(1),
+    };
+    status.conditions.push(extra.clone());
+    let decision = step(
+        &status,
+        &snapshot(answer(RestorePhase::Initialize), None, 6),
+        6,
+    );
+    let kept = conditions::find(&decision.status.conditions, condition::RESTORE_SUBMITTED);
+    assert_eq!(kept, Some(&extra));
 }

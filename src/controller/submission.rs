@@ -1,0 +1,250 @@
+//! Run-restore requests for `spec.restore`, sent at most once per object.
+//!
+//! The request is recorded in status (`submittedTime`, state `Sending`) by a write that
+//! fails if the object changed since it was read, and only then sent. A later reconcile,
+//! a restarted operator or another replica therefore finds the record and never sends
+//! again. A `Sending` record without an answer means the sender stopped in between, so
+//! the outcome is `Unknown` and nothing is resent. Only failures that happen before the
+//! request leaves (login, TLS, connecting) are `NotSent` and allow a later attempt.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::conditions::{self, ConditionSpec};
+use crate::crd::{Condition, RestoreRequest, ServerMessage, Submission, SubmissionState};
+use crate::names::{condition, reason};
+use crate::sklm::SklmError;
+
+/// The record written before the request is sent.
+#[must_use]
+pub fn sending(request: &RestoreRequest) -> Submission {
+    Submission {
+        backup_file_path: request.backup_file_path.clone(),
+        state: SubmissionState::Sending,
+        http_status: None,
+        message_id: None,
+        message: "recorded; sending the run-restore request".to_owned(),
+    }
+}
+
+/// The record for a `Sending` entry found without an answer: the request may have left.
+#[must_use]
+pub fn interrupted(record: &Submission) -> Submission {
+    Submission {
+        state: SubmissionState::Unknown,
+        message: "the operator stopped between recording and answering the run-restore request; \
+                  it may have reached the server and is not sent again"
+            .to_owned(),
+        ..record.clone()
+    }
+}
+
+/// Sorts the request's outcome: sent and accepted, rejected by the server, failed before
+/// it left, or unknown.
+#[must_use]
+pub fn classify(backup_file_path: &str, outcome: Result<&ServerMessage, &SklmError>) -> Submission {
+    let (state, message) = match outcome {
+        Ok(answer) => (
+            SubmissionState::Accepted,
+            format!("{} {}", answer.code, answer.status)
+                .trim()
+                .to_owned(),
+        ),
+        Err(error) => (state_of_error(error), error.to_string()),
+    };
+    let error = outcome.err();
+    Submission {
+        backup_file_path: backup_file_path.to_owned(),
+        state,
+        http_status: error.and_then(SklmError::http_status),
+        message_id: error.and_then(|e| e.message_id().map(str::to_owned)),
+        message,
+    }
+}
+
+fn state_of_error(error: &SklmError) -> SubmissionState {
+    match error {
+        SklmError::InvalidUrl { .. }
+        | SklmError::InvalidCa { .. }
+        | SklmError::ClientSetup(_)
+        | SklmError::Unreachable { .. }
+        | SklmError::Tls { .. }
+        | SklmError::LoginRejected { .. }
+        | SklmError::SessionRejected { .. }
+        | SklmError::Redirect { .. } => SubmissionState::NotSent,
+        SklmError::Http { status, .. } if (400..500).contains(status) => SubmissionState::Rejected,
+        SklmError::Http { .. }
+        | SklmError::Timeout { .. }
+        | SklmError::ConnectionLost { .. }
+        | SklmError::BodyTooLarge { .. }
+        | SklmError::InvalidResponse { .. } => SubmissionState::Unknown,
+    }
+}
+
+/// Whether the request must (still) be sent.
+#[must_use]
+pub fn needs_sending(record: Option<&Submission>) -> bool {
+    record.is_none_or(|r| r.state == SubmissionState::NotSent)
+}
+
+/// Sets the `RestoreSubmitted` condition from the record, noting a `spec.restore` that
+/// changed after the request was sent.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    request: &RestoreRequest,
+    record: &Submission,
+    generation: Option<i64>,
+    now: &Time,
+) {
+    let (status, reason) = match record.state {
+        SubmissionState::Accepted => ("True", reason::SUBMISSION_ACCEPTED),
+        SubmissionState::Rejected => ("False", reason::RESTORE_REJECTED),
+        SubmissionState::NotSent => ("False", reason::SUBMISSION_NOT_SENT),
+        SubmissionState::Sending => ("Unknown", reason::SUBMISSION_SENDING),
+        SubmissionState::Unknown => ("Unknown", reason::SUBMISSION_UNKNOWN),
+    };
+    let mut message = format!("{}: {}", record.backup_file_path, record.message);
+    if record.state != SubmissionState::NotSent
+        && request.backup_file_path != record.backup_file_path
+    {
+        message = format!(
+            "{message}; spec.restore.backupFilePath changed to {} after the request was sent, \
+             and the change is ignored",
+            request.backup_file_path
+        );
+    }
+    let spec = ConditionSpec {
+        type_: condition::RESTORE_SUBMITTED,
+        status,
+        reason,
+        message,
+    };
+    let built = conditions::build_one(conditions, &spec, generation, now);
+    match conditions
+        .iter_mut()
+        .find(|c| c.type_ == condition::RESTORE_SUBMITTED)
+    {
+        Some(existing) => *existing = built,
+        None => conditions.push(built),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(path: &str) -> RestoreRequest {
+        RestoreRequest {
+            backup_file_path: path.to_owned(),
+            password_secret_ref: None,
+        }
+    }
+
+    fn http(status: u16, id: &str) -> SklmError {
+        SklmError::Http {
+            status,
+            message_id: Some(id.to_owned()),
+            text: format!("{id} refused"),
+        }
+    }
+
+    #[test]
+    fn classify_accepted_keeps_answer() {
+        let answer = ServerMessage {
+            code: "0".to_owned(),
+            status: "CTGKM3290I started".to_owned(),
+        };
+        let record = classify("/b.jar", Ok(&answer));
+        assert_eq!(record.state, SubmissionState::Accepted);
+        assert_eq!(record.message, "0 CTGKM3290I started");
+    }
+
+    #[test]
+    fn classify_client_error_is_rejected_with_id() {
+        let record = classify("/b.jar", Err(&http(400, "CTGKM3294E")));
+        assert_eq!(record.state, SubmissionState::Rejected);
+        assert_eq!(record.http_status, Some(400));
+        assert_eq!(record.message_id.as_deref(), Some("CTGKM3294E"));
+    }
+
+    #[test]
+    fn classify_failures_before_sending_are_not_sent() {
+        let refused = SklmError::Unreachable {
+            origin: "https://127.0.0.1:1".to_owned(),
+            detail: "refused".to_owned(),
+        };
+        assert_eq!(
+            classify("/b.jar", Err(&refused)).state,
+            SubmissionState::NotSent
+        );
+        let login = SklmError::LoginRejected {
+            user: "u".to_owned(),
+            status: 401,
+            message_id: None,
+        };
+        assert_eq!(
+            classify("/b.jar", Err(&login)).state,
+            SubmissionState::NotSent
+        );
+    }
+
+    #[test]
+    fn classify_failures_after_sending_are_unknown() {
+        let timeout = SklmError::Timeout {
+            origin: "https://127.0.0.1:1".to_owned(),
+            seconds: 10,
+        };
+        assert_eq!(
+            classify("/b.jar", Err(&timeout)).state,
+            SubmissionState::Unknown
+        );
+        assert_eq!(
+            classify("/b.jar", Err(&http(503, "X"))).state,
+            SubmissionState::Unknown
+        );
+        let lost = SklmError::ConnectionLost {
+            origin: "https://127.0.0.1:1".to_owned(),
+            detail: "reset".to_owned(),
+        };
+        assert_eq!(
+            classify("/b.jar", Err(&lost)).state,
+            SubmissionState::Unknown
+        );
+    }
+
+    #[test]
+    fn needs_sending_only_without_a_sent_record() {
+        assert!(needs_sending(None));
+        let mut record = sending(&request("/b.jar"));
+        assert!(!needs_sending(Some(&record)));
+        record.state = SubmissionState::NotSent;
+        assert!(needs_sending(Some(&record)));
+        record.state = SubmissionState::Unknown;
+        assert!(!needs_sending(Some(&record)));
+    }
+
+    #[test]
+    fn interrupted_record_is_unknown() {
+        let record = interrupted(&sending(&request("/b.jar")));
+        assert_eq!(record.state, SubmissionState::Unknown);
+        assert_eq!(record.backup_file_path, "/b.jar");
+    }
+
+    #[test]
+    fn condition_notes_ignored_change() {
+        let now = Time(k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).expect("valid"));
+        let mut record = sending(&request("/a.jar"));
+        record.state = SubmissionState::Accepted;
+        let mut conditions = Vec::new();
+        set_condition(&mut conditions, &request("/b.jar"), &record, Some(2), &now);
+        assert_eq!(conditions.len(), 1);
+        assert_eq!(conditions[0].status, "True");
+        assert!(
+            conditions[0].message.contains("change is ignored"),
+            "{}",
+            conditions[0].message
+        );
+        set_condition(&mut conditions, &request("/a.jar"), &record, Some(2), &now);
+        assert_eq!(conditions.len(), 1);
+        assert!(!conditions[0].message.contains("ignored"));
+    }
+}
