@@ -82,3 +82,16 @@ fn crd_names_and_columns() {
     assert_eq!(conditions["x-kubernetes-list-type"], "map");
     assert_eq!(conditions["x-kubernetes-list-map-keys"][0], "type");
 }
+
+#[test]
+fn crd_explain_shows_field_docs() {
+    assert!(std::env::var_os("KUBECONFIG").is_some(), "KUBECONFIG is not set: run hack/test.sh");
+    let output = Command::new("kubectl")
+        .args(["explain", "sklmrestore.spec.server"])
+        .output()
+        .expect("run kubectl");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(text.contains("insecureSkipTlsVerify"), "{text}");
+    assert!(text.contains("Skips verification of the server's TLS certificate"), "{text}");
+}
