@@ -85,13 +85,23 @@ fn crd_names_and_columns() {
 
 #[test]
 fn crd_explain_shows_field_docs() {
-    assert!(std::env::var_os("KUBECONFIG").is_some(), "KUBECONFIG is not set: run hack/test.sh");
+    assert!(
+        std::env::var_os("KUBECONFIG").is_some(),
+        "KUBECONFIG is not set: run hack/test.sh"
+    );
     let output = Command::new("kubectl")
         .args(["explain", "sklmrestore.spec.server"])
         .output()
         .expect("run kubectl");
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(text.contains("insecureSkipTlsVerify"), "{text}");
-    assert!(text.contains("Skips verification of the server's TLS certificate"), "{text}");
+    assert!(
+        text.contains("Skips verification of the server's TLS certificate"),
+        "{text}"
+    );
 }
