@@ -232,3 +232,100 @@ async fn rbac_namespaced_chart_permissions_suffice() {
         "listing Secrets cluster-wide must fail"
     );
 }
+
+/// Writes an Argo CD health test case for the live object.
+async fn capture_case(
+    env: &TestEnv,
+    name: &str,
+    label: &str,
+    expected: &str,
+) -> std::path::PathBuf {
+    let object = env.restores().get(name).await.expect("get");
+    let case = json!({"object": object, "expected": {"status": expected}});
+    let path = env.workdir.path().join(format!("{label}.json"));
+    std::fs::write(&path, serde_json::to_vec_pretty(&case).expect("JSON")).expect("write case");
+    path
+}
+
+#[tokio::test]
+async fn argocd_health_on_live_statuses() {
+    let env = TestEnv::new("argocd").await;
+    let sim = env.start_sim(&[]);
+    let control = sim.control().expect("control client");
+    env.put_default_secrets(&sim).await;
+    env.put_secret(
+        "wrong",
+        &[
+            ("userid", common::USER.as_bytes()),
+            ("password", b"Wrong-0b5e1a77"),
+        ],
+    )
+    .await;
+    let operator = Operator::start(&env, &[]);
+    env.create_restore("waiting", &sim, json!({})).await;
+    env.create_restore(
+        "denied",
+        &sim,
+        json!({"credentialsSecretRef": {"name": "wrong"}}),
+    )
+    .await;
+    env.wait_logged(&operator, "waiting", WAIT, |s| {
+        s.phase == Some(Phase::Waiting)
+    })
+    .await;
+    env.wait_logged(&operator, "denied", WAIT, |s| {
+        common::has_reason(s, "AuthenticationFailed")
+    })
+    .await;
+    let mut cases = vec![
+        capture_case(&env, "waiting", "waiting", "Progressing").await,
+        capture_case(&env, "denied", "denied", "Degraded").await,
+    ];
+    control
+        .set_phase(SimPhase::Cleanup)
+        .await
+        .expect("set phase");
+    env.wait_logged(&operator, "waiting", WAIT, |s| {
+        s.phase == Some(Phase::Running)
+    })
+    .await;
+    cases.push(capture_case(&env, "waiting", "running", "Progressing").await);
+    control
+        .set_result(RestoreResult::Success)
+        .await
+        .expect("set result");
+    control.set_phase(SimPhase::Idle).await.expect("set phase");
+    env.wait_logged(&operator, "waiting", WAIT, |s| {
+        s.phase == Some(Phase::Completed)
+    })
+    .await;
+    cases.push(capture_case(&env, "waiting", "completed", "Healthy").await);
+
+    let root = env!("CARGO_MANIFEST_DIR");
+    let lua = Command::new(format!("{root}/hack/tools.sh"))
+        .arg("lua")
+        .output()
+        .expect("tools.sh lua");
+    assert!(
+        lua.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lua.stderr)
+    );
+    let lua = String::from_utf8(lua.stdout)
+        .expect("path")
+        .trim()
+        .to_owned();
+    let output = Command::new(lua)
+        .arg(format!("{root}/deploy/argocd/run_tests.lua"))
+        .arg(format!("{root}/deploy/argocd/health.lua"))
+        .args(&cases)
+        .output()
+        .expect("run lua");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("4 passed, 0 failed"), "{stdout}");
+}
