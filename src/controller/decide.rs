@@ -64,7 +64,7 @@ pub fn decide(
     generation: Option<i64>,
     now: Timestamp,
 ) -> Decision {
-    let now = Time(Timestamp::from_second(now.as_second()).expect("current time is in range"));
+    let now = whole_seconds(now);
     let phase = previous.phase.unwrap_or(Phase::Pending);
     let mut status = previous.clone();
     status.observed_generation = generation;
@@ -75,7 +75,7 @@ pub fn decide(
         recheck_after: None,
     };
     if phase.is_finished() {
-        return keep_finished(previous, generation);
+        return keep_status(previous, generation);
     }
     let submission = previous.submission.as_ref().map(|s| s.state);
     if submission == Some(SubmissionState::Accepted) {
@@ -131,9 +131,17 @@ pub fn decide(
     decision
 }
 
-/// A finished restore never changes again; only the observed generation moves.
+/// A Kubernetes timestamp, which the API server stores in whole seconds; comparing a
+/// written status with its stored copy needs the same precision.
 #[must_use]
-pub fn keep_finished(previous: &SklmRestoreStatus, generation: Option<i64>) -> Decision {
+pub fn whole_seconds(now: Timestamp) -> Time {
+    Time(Timestamp::from_second(now.as_second()).expect("current time is in range"))
+}
+
+/// The same status with only the observed generation moved: for a finished restore,
+/// which never changes again, and for a status written before the first poll.
+#[must_use]
+pub fn keep_status(previous: &SklmRestoreStatus, generation: Option<i64>) -> Decision {
     let mut status = previous.clone();
     status.observed_generation = generation;
     for condition in &mut status.conditions {

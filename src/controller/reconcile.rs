@@ -15,10 +15,10 @@ use super::decide::{self, Decision, Input, Settings};
 use super::{Context, Error, secrets, submission};
 use crate::crd::{Phase, RestoreRequest, SklmRestore, SklmRestoreStatus, SubmissionState};
 use crate::names::{FIELD_MANAGER, condition, reason};
+use crate::sklm::hub::Snapshot;
 use crate::sklm::hub::{PollTarget, Subscription};
 use crate::sklm::tls::TlsSettings;
 use crate::sklm::{ClientSettings, Endpoint};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 /// Safety net: reconcile at least this often, even when nothing triggers it.
 const RESYNC: Duration = Duration::from_secs(300);
@@ -33,6 +33,7 @@ const CONFLICT_RETRY: Duration = Duration::from_secs(1);
 /// reconcile sooner.
 const PROBLEM_RETRY: Duration = Duration::from_secs(60);
 
+/// Reconciles one object; the steps are in the module header.
 pub async fn reconcile(object: Arc<SklmRestore>, ctx: Arc<Context>) -> Result<Action, Error> {
     let key = ObjectRef::from_obj(&*object);
     let namespace = object.namespace().ok_or(Error::NotNamespaced)?;
@@ -45,7 +46,7 @@ pub async fn reconcile(object: Arc<SklmRestore>, ctx: Arc<Context>) -> Result<Ac
 
     if previous.phase.is_some_and(Phase::is_finished) {
         ctx.hub.unsubscribe(&key);
-        let decision = decide::keep_finished(&previous, generation);
+        let decision = decide::keep_status(&previous, generation);
         write_if_changed(&object, &previous, &decision, &ctx).await?;
         return Ok(Action::await_change());
     }
@@ -79,25 +80,12 @@ pub async fn reconcile(object: Arc<SklmRestore>, ctx: Arc<Context>) -> Result<Ac
     let Some(snapshot) = snapshot else {
         // The poller's first poll triggers the next reconcile.
         if base != previous {
-            let decision = decide::keep_finished(&base, generation);
+            let decision = decide::keep_status(&base, generation);
             write_if_changed(&object, &previous, &decision, &ctx).await?;
         }
         return Ok(Action::requeue(RESYNC));
     };
-    let now = Timestamp::now();
-    let mut decision = decide::decide(&base, &Input::Poll(&snapshot), settings, generation, now);
-    if let (Some(request), Some(record)) = (&object.spec.restore, &base.submission) {
-        let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-            Timestamp::from_second(now.as_second()).expect("current time is in range"),
-        );
-        submission::set_condition(
-            &mut decision.status.conditions,
-            request,
-            record,
-            generation,
-            &now,
-        );
-    }
+    let decision = decide_polled(&object, &base, &snapshot, settings);
     if decision.wants_result != subscription.wants_result {
         subscription.wants_result = decision.wants_result;
         ctx.hub.subscribe(key.clone(), target, subscription);
@@ -107,14 +95,42 @@ pub async fn reconcile(object: Arc<SklmRestore>, ctx: Arc<Context>) -> Result<Ac
         ctx.hub.unsubscribe(&key);
         return Ok(Action::await_change());
     }
-    let not_sent = base
+    Ok(Action::requeue(next_reconcile(&decision)))
+}
+
+/// Decides the status from a poll, with the `RestoreSubmitted` condition when
+/// `spec.restore` is set.
+fn decide_polled(
+    object: &SklmRestore,
+    base: &SklmRestoreStatus,
+    snapshot: &Snapshot,
+    settings: Settings,
+) -> Decision {
+    let generation = object.meta().generation;
+    let now = Timestamp::now();
+    let mut decision = decide::decide(base, &Input::Poll(snapshot), settings, generation, now);
+    if let (Some(request), Some(record)) = (&object.spec.restore, &base.submission) {
+        let conditions = &mut decision.status.conditions;
+        submission::set_condition(
+            conditions,
+            request,
+            record,
+            generation,
+            &decide::whole_seconds(now),
+        );
+    }
+    decision
+}
+
+/// When to reconcile again without a trigger.
+fn next_reconcile(decision: &Decision) -> Duration {
+    let not_sent = decision
+        .status
         .submission
         .as_ref()
         .is_some_and(|s| s.state == SubmissionState::NotSent);
     let next = if not_sent { NOT_SENT_RETRY } else { RESYNC };
-    Ok(Action::requeue(
-        decision.recheck_after.unwrap_or(next).min(next),
-    ))
+    decision.recheck_after.unwrap_or(next).min(next)
 }
 
 /// Sends the run-restore request for `spec.restore` unless one was sent before, and
@@ -149,9 +165,7 @@ async fn submit_once(
         }
         _ => {}
     }
-    status.submitted_time = Some(Time(
-        Timestamp::from_second(Timestamp::now().as_second()).expect("current time is in range"),
-    ));
+    status.submitted_time = Some(decide::whole_seconds(Timestamp::now()));
     status.submission = Some(submission::sending(request));
     match claim(object, &status, ctx).await {
         Ok(()) => {}
