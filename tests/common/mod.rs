@@ -270,6 +270,17 @@ impl Operator {
 
     /// Like [`Operator::start`], as the user of another kubeconfig.
     pub fn start_with_kubeconfig(env: &TestEnv, kubeconfig: &Path, extra_args: &[&str]) -> Self {
+        Self::start_with_env(env, kubeconfig, extra_args, &[])
+    }
+
+    /// Like [`Operator::start_with_kubeconfig`], with extra environment variables, which
+    /// override the defaults (such as `RUST_LOG`).
+    pub fn start_with_env(
+        env: &TestEnv,
+        kubeconfig: &Path,
+        extra_args: &[&str],
+        extra_env: &[(&str, &str)],
+    ) -> Self {
         let log_path = env
             .workdir
             .path()
@@ -288,6 +299,7 @@ impl Operator {
             .args(extra_args)
             .env("RUST_LOG", "info,sklm_restore_operator=debug")
             .env("KUBECONFIG", kubeconfig)
+            .envs(extra_env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -374,4 +386,153 @@ async fn reqwest_get(url: &str) -> String {
 /// Asserts that no secret appears in `text`, naming where it came from.
 pub fn assert_no_secret(text: &str, what: &str) {
     assert!(!text.contains(PASSWORD), "the password appears in {what}");
+}
+
+impl Operator {
+    /// Process id of the operator.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends SIGKILL and waits for the process to exit.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// HTTP status of `GET /healthz`, or `None` when the request failed.
+    pub async fn healthz(&self) -> Option<u16> {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("HTTP client");
+        let url = format!("http://{}/healthz", self.metrics_addr);
+        client
+            .get(url)
+            .send()
+            .await
+            .ok()
+            .map(|response| response.status().as_u16())
+    }
+}
+
+impl TestEnv {
+    /// Like [`TestEnv::new`], on the API server of another kubeconfig file.
+    pub async fn new_with_kubeconfig(name: &str, kubeconfig: &Path) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config = kube::config::Kubeconfig::read_from(kubeconfig).expect("read kubeconfig");
+        let options = kube::config::KubeConfigOptions::default();
+        let config = kube::Config::from_custom_kubeconfig(config, &options)
+            .await
+            .expect("client config from kubeconfig");
+        let client = Client::try_from(config).expect("Kubernetes client");
+        let namespace = format!("{name}-{:06x}", rand::random::<u32>() & 0xff_ffff);
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(namespace.clone()),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("create test namespace");
+        TestEnv {
+            client,
+            namespace,
+            workdir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// Creates or replaces a Secret of `type_` (such as `kubernetes.io/basic-auth`).
+    pub async fn put_typed_secret(&self, name: &str, type_: &str, data: &[(&str, &[u8])]) {
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                ..ObjectMeta::default()
+            },
+            type_: Some(type_.to_owned()),
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| ((*k).to_owned(), ByteString(v.to_vec())))
+                    .collect(),
+            ),
+            ..Secret::default()
+        };
+        self.secrets()
+            .create(&PostParams::default(), &secret)
+            .await
+            .expect("create typed secret");
+    }
+
+    /// The object's status as JSON, exactly as the API server stores it.
+    pub async fn raw_status(&self, name: &str) -> serde_json::Value {
+        let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            &self.namespace,
+            &kube::api::ApiResource::erase::<SklmRestore>(&()),
+        );
+        let object = api.get(name).await.expect("get SklmRestore");
+        object.data["status"].clone()
+    }
+}
+
+/// Asserts the three kstatus conditions: Ready's status and reason, and the status of
+/// Reconciling and Stalled.
+pub fn assert_conditions(
+    status: &SklmRestoreStatus,
+    ready: (&str, &str),
+    reconciling: &str,
+    stalled: &str,
+) {
+    let json = serde_json::to_string_pretty(status).unwrap_or_default();
+    assert_eq!(self::ready(status), Some(ready), "Ready; status: {json}");
+    assert_eq!(
+        condition(status, "Reconciling").map(|c| c.status.as_str()),
+        Some(reconciling),
+        "Reconciling; status: {json}"
+    );
+    assert_eq!(
+        condition(status, "Stalled").map(|c| c.status.as_str()),
+        Some(stalled),
+        "Stalled; status: {json}"
+    );
+}
+
+/// Message of the Ready condition, or an empty string.
+pub fn ready_message(status: &SklmRestoreStatus) -> String {
+    condition(status, "Ready")
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+/// Arrival times (milliseconds since the simulator started) of the logged requests with
+/// `method` whose path ends with `path_suffix`.
+pub async fn request_times(
+    control: &sklm_sim::ControlClient,
+    method: &str,
+    path_suffix: &str,
+) -> Vec<u64> {
+    control
+        .requests()
+        .await
+        .expect("request log")
+        .iter()
+        .filter(|r| r.method.eq_ignore_ascii_case(method) && r.path.ends_with(path_suffix))
+        .map(|r| r.elapsed_ms)
+        .collect()
+}
+
+/// A free TCP port on 127.0.0.1: bound, read and closed again, so a connection to it is
+/// refused until someone else binds it.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
 }
