@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use kube_lease_manager::LeaseManagerBuilder;
+use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +22,8 @@ use crate::metrics::Metrics;
 const LEASE_DURATION_SECONDS: u64 = 15;
 /// Seconds before expiry at which the holder renews.
 const LEASE_GRACE_SECONDS: u64 = 5;
+/// How often a standby reads the Lease again.
+const STANDBY_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What `run` needs from the command line.
 #[derive(Clone, Debug)]
@@ -99,21 +101,16 @@ async fn run_elected(
     election: LeaderElection,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let manager = LeaseManagerBuilder::new(client.clone(), &election.lease_name)
-        .with_namespace(&election.lease_namespace)
-        .with_identity(&election.identity)
-        .with_duration(LEASE_DURATION_SECONDS)
-        .with_grace(LEASE_GRACE_SECONDS)
-        .with_field_manager(crate::names::FIELD_MANAGER)
-        .build()
-        .await
-        .with_context(|| {
-            format!(
-                "failed to set up Lease {}/{}",
-                election.lease_namespace, election.lease_name
-            )
-        })?;
-    let (mut leading, lease_task) = manager.watch().await;
+    let manager = build_lease_manager(&client, &election).await?;
+    let (leading_tx, mut leading) = watch::channel(false);
+    let lease_stop = CancellationToken::new();
+    let lease_task = tokio::spawn(elect(
+        client.clone(),
+        election.clone(),
+        manager,
+        leading_tx,
+        lease_stop.clone(),
+    ));
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
@@ -146,13 +143,71 @@ async fn run_elected(
         }
         tracing::warn!(identity = %election.identity, "lost the leader lease; polling stopped");
     }
-    drop(leading);
-    match lease_task.await {
-        Ok(Ok(_)) => tracing::info!("released the leader lease"),
-        Ok(Err(error)) => tracing::warn!(%error, "failed to release the leader lease"),
-        Err(error) => tracing::warn!(%error, "lease task panicked"),
+    lease_stop.cancel();
+    if let Err(error) = lease_task.await {
+        tracing::warn!(%error, "lease task panicked");
     }
     Ok(())
+}
+
+async fn build_lease_manager(
+    client: &kube::Client,
+    election: &LeaderElection,
+) -> anyhow::Result<LeaseManager> {
+    LeaseManagerBuilder::new(client.clone(), &election.lease_name)
+        .with_namespace(&election.lease_namespace)
+        .with_identity(&election.identity)
+        .with_duration(LEASE_DURATION_SECONDS)
+        .with_grace(LEASE_GRACE_SECONDS)
+        .with_field_manager(crate::names::FIELD_MANAGER)
+        .build()
+        .await
+        .with_context(|| {
+            format!(
+                "failed to set up Lease {}/{}",
+                election.lease_namespace, election.lease_name
+            )
+        })
+}
+
+/// Keeps `leading` current and releases the Lease on `stop`.
+///
+/// A standby builds a fresh manager, which reads the Lease, every [`STANDBY_RECHECK`]:
+/// a `LeaseManager` of kube-lease-manager 0.13 re-reads a Lease held by another replica
+/// only when its last-read expiry has passed, so it would miss a release by a stopping
+/// leader and take over up to `LEASE_DURATION_SECONDS` late.
+async fn elect(
+    client: kube::Client,
+    election: LeaderElection,
+    mut manager: LeaseManager,
+    leading: watch::Sender<bool>,
+    stop: CancellationToken,
+) {
+    loop {
+        let is_leader = *leading.borrow();
+        tokio::select! {
+            () = stop.cancelled() => break,
+            changed = manager.changed() => match changed {
+                Ok(state) => {
+                    let _ = leading.send(state);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "failed to update the leader lease");
+                    tokio::time::sleep(STANDBY_RECHECK).await;
+                }
+            },
+            () = tokio::time::sleep(STANDBY_RECHECK), if !is_leader => {
+                match build_lease_manager(&client, &election).await {
+                    Ok(fresh) => manager = fresh,
+                    Err(error) => tracing::warn!(error = format!("{error:#}"), "failed to read the leader lease"),
+                }
+            }
+        }
+    }
+    match manager.release().await {
+        Ok(()) => tracing::info!("released the leader lease"),
+        Err(error) => tracing::warn!(%error, "failed to release the leader lease"),
+    }
 }
 
 async fn cancel_on_signal(token: CancellationToken) {

@@ -78,6 +78,11 @@ pub struct Cli {
     #[arg(long, value_name = "SECONDS", default_value_t = 900)]
     pub session_idle_seconds: u64,
 
+    /// Text put before the random part of every issued user authentication id, so tests
+    /// can search logs for leaked ids. Letters, digits, '-' and '_' only. Default: none.
+    #[arg(long, value_name = "TEXT", default_value = "", value_parser = parse_auth_id_prefix)]
+    pub auth_id_prefix: String,
+
     /// Backup file that POST /ckms/restore accepts, as PATH or PATH:PASSWORD (without a
     /// password, any or none is accepted). Repeatable.
     /// Default: /opt/backups/sklm_backup.jar:backup-passw0rd.
@@ -155,6 +160,19 @@ fn parse_prefix(value: &str) -> Result<String, String> {
     Ok(trimmed.to_owned())
 }
 
+fn parse_auth_id_prefix(value: &str) -> Result<String, String> {
+    if value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        Ok(value.to_owned())
+    } else {
+        Err(format!(
+            "invalid auth id prefix {value:?}: expected letters, digits, '-' or '_'"
+        ))
+    }
+}
+
 fn parse_backup(value: &str) -> Result<BackupArg, String> {
     let (path, password) = match value.split_once(':') {
         Some((path, password)) => (path, Some(password.to_owned())),
@@ -222,6 +240,7 @@ impl Cli {
             prefixes,
             users,
             session_idle: Duration::from_secs(self.session_idle_seconds),
+            auth_id_prefix: self.auth_id_prefix,
             run_defaults: RunSettings {
                 step_ms: self.step_ms,
                 outcome: self.outcome,
@@ -320,6 +339,24 @@ mod tests {
         assert!(parse(&["--user", "nopassword"]).is_err());
         assert!(parse(&["--prefix", "/"]).is_err());
         assert!(parse(&["--outcome", "maybe"]).is_err());
+    }
+
+    #[test]
+    fn auth_id_prefix_checked() {
+        let options = parse(&["--auth-id-prefix", "AuthId-x_1"])
+            .expect("valid prefix")
+            .into_options();
+        assert_eq!(options.sim.auth_id_prefix, "AuthId-x_1");
+        assert_eq!(
+            parse(&[])
+                .expect("no arguments")
+                .into_options()
+                .sim
+                .auth_id_prefix,
+            ""
+        );
+        assert!(parse(&["--auth-id-prefix", "a b"]).is_err());
+        assert!(parse(&["--auth-id-prefix", "a=b"]).is_err());
     }
 
     #[test]

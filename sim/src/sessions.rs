@@ -47,6 +47,9 @@ pub struct SessionStore {
     pub idle_timeout: Duration,
     /// Whether a login revokes the ids issued earlier to the same user, as some servers do.
     pub login_revokes_previous: bool,
+    /// Text put before the random part of every issued id, so a test can search its
+    /// output for leaked ids. Empty by default.
+    pub id_prefix: String,
 }
 
 impl SessionStore {
@@ -58,6 +61,16 @@ impl SessionStore {
             issued: 0,
             idle_timeout,
             login_revokes_previous: false,
+            id_prefix: String::new(),
+        }
+    }
+
+    /// Like [`SessionStore::new`], with every issued id starting with `id_prefix`.
+    #[must_use]
+    pub fn with_id_prefix(idle_timeout: Duration, id_prefix: &str) -> SessionStore {
+        SessionStore {
+            id_prefix: id_prefix.to_owned(),
+            ..SessionStore::new(idle_timeout)
         }
     }
 
@@ -69,9 +82,10 @@ impl SessionStore {
         }
         self.issued += 1;
         let number = self.issued;
-        let id = Alphanumeric
+        let random = Alphanumeric
             .sample_string(&mut rand::rng(), AUTH_ID_LEN)
             .to_ascii_lowercase();
+        let id = format!("{}{random}", self.id_prefix);
         let info = SessionInfo {
             number,
             userid: userid.to_owned(),
@@ -197,6 +211,17 @@ mod tests {
             .expect("fresh id is valid");
         assert_eq!(info.number, 1);
         assert_eq!(info.userid, "admin");
+    }
+
+    #[test]
+    fn issued_id_starts_with_prefix() {
+        let now = Instant::now();
+        let mut store = SessionStore::new(Duration::from_secs(900));
+        store.id_prefix = "AuthId-test-".to_owned();
+        let (id, _) = store.issue("admin", now);
+        assert!(id.starts_with("AuthId-test-"), "{id}");
+        assert_eq!(id.len(), "AuthId-test-".len() + AUTH_ID_LEN);
+        assert!(store.check_id(&id, now).is_ok());
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub struct SimConfig {
     /// User names and passwords.
     pub users: Vec<(String, String)>,
     pub session_idle: Duration,
+    /// Text put before the random part of every issued user authentication id.
+    pub auth_id_prefix: String,
     pub run_defaults: RunSettings,
     pub backups: Vec<Backup>,
 }
@@ -33,6 +35,7 @@ impl Default for SimConfig {
             prefixes: vec!["/SKLM/rest/v1".to_owned(), "/GKLM/rest/v1".to_owned()],
             users: vec![("admin".to_owned(), "passw0rd".to_owned())],
             session_idle: Duration::from_secs(900),
+            auth_id_prefix: String::new(),
             run_defaults: RunSettings::default(),
             backups: vec![Backup {
                 path: "/opt/backups/sklm_backup.jar".to_owned(),
@@ -89,7 +92,7 @@ impl SimState {
             login_key: "UserAuthId".to_owned(),
             users: config.users.iter().cloned().collect(),
             backups: config.backups.clone(),
-            sessions: SessionStore::new(config.session_idle),
+            sessions: SessionStore::with_id_prefix(config.session_idle, &config.auth_id_prefix),
             faults: Vec::new(),
             run_defaults: config.run_defaults,
             run: None,

@@ -51,6 +51,11 @@ pub async fn reconcile(object: Arc<SklmRestore>, ctx: Arc<Context>) -> Result<Ac
         return Ok(Action::await_change());
     }
 
+    // The Secret cache fills beside the object cache after every start: a Secret missing
+    // from it before its first list is complete may only not be listed yet.
+    if ctx.secrets.wait_until_ready().await.is_err() {
+        return Ok(Action::requeue(PROBLEM_RETRY));
+    }
     let (target, backup_password) = match prepare(&object, &namespace, &ctx) {
         Ok(prepared) => prepared,
         Err((reason, message)) => {

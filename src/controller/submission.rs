@@ -142,6 +142,7 @@ mod tests {
     fn http(status: u16, id: &str) -> SklmError {
         SklmError::Http {
             status,
+            path: "/SKLM/rest/v1/ckms/restore".to_owned(),
             message_id: Some(id.to_owned()),
             text: format!("{id} refused"),
         }

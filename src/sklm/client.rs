@@ -113,6 +113,8 @@ pub struct SklmClient {
 /// A body read within the size limit, with its status.
 struct Reply {
     status: StatusCode,
+    /// Request path, API prefix included.
+    path: String,
     body: Vec<u8>,
 }
 
@@ -229,7 +231,8 @@ impl SklmClient {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(Reply { status, body })
+        let path = url_path(&self.settings.endpoint, path);
+        Ok(Reply { status, path, body })
     }
 
     /// Sorts a transport failure into timeout, TLS or unreachable, by its source chain.
@@ -404,6 +407,7 @@ fn http_error(reply: &Reply) -> SklmError {
     let (message_id, text) = response::parse_error_body(&reply.body);
     SklmError::Http {
         status: reply.status.as_u16(),
+        path: reply.path.clone(),
         message_id,
         text,
     }
@@ -414,6 +418,15 @@ fn invalid_response(path: &'static str, error: &response::ParseError) -> SklmErr
         path,
         detail: error.to_string(),
     }
+}
+
+/// The path part of a request URL: the API prefix and the service path.
+fn url_path(endpoint: &Endpoint, path: &str) -> String {
+    let prefix = endpoint
+        .base
+        .strip_prefix(&endpoint.origin)
+        .unwrap_or_default();
+    format!("{prefix}{path}")
 }
 
 /// The scheme, host and port of a redirect target: enough to say where it pointed
@@ -517,6 +530,7 @@ mod tests {
     fn session_rejection_ids() {
         let rejected = |status, id: Option<&str>| SklmError::Http {
             status,
+            path: "/SKLM/rest/v1/ckms/restore/isrunning".to_owned(),
             message_id: id.map(str::to_owned),
             text: String::new(),
         };

@@ -47,9 +47,11 @@ pub enum SklmError {
         location: Option<String>,
     },
 
-    #[error("server answered HTTP {status}{}{}", fmt_id(message_id.as_deref()), fmt_text(text))]
+    #[error("server answered HTTP {status} to {path}{}{}", fmt_id(message_id.as_deref()), fmt_text(text))]
     Http {
         status: u16,
+        /// Request path, API prefix included, so a wrong `apiPrefix` shows.
+        path: String,
         message_id: Option<String>,
         text: String,
     },
@@ -161,8 +163,8 @@ impl SklmError {
     }
 }
 
-/// The URL with its user info (`user:password@`) replaced by `***@`, also when the URL
-/// does not parse.
+/// Replaces the user info (`user:password@`) of a URL with `***@`, also when the URL does
+/// not parse.
 fn without_user_info(url: &str) -> String {
     let (scheme, rest) = match url.split_once("://") {
         Some((scheme, rest)) => (format!("{scheme}://"), rest),

@@ -394,7 +394,7 @@ impl Operator {
         self.child.id()
     }
 
-    /// Whether the process is still running.
+    /// Reports whether the process is still running.
     pub fn is_alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
@@ -472,7 +472,7 @@ impl TestEnv {
             .expect("create typed secret");
     }
 
-    /// The object's status as JSON, exactly as the API server stores it.
+    /// Returns the object's status as JSON, exactly as the API server stores it.
     pub async fn raw_status(&self, name: &str) -> serde_json::Value {
         let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
             self.client.clone(),
@@ -530,8 +530,8 @@ pub async fn request_times(
         .collect()
 }
 
-/// A free TCP port on 127.0.0.1: bound, read and closed again, so a connection to it is
-/// refused until someone else binds it.
+/// Returns a free TCP port on 127.0.0.1. The port is bound and closed again, so a
+/// connection to it is refused until someone else binds it.
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local address").port()

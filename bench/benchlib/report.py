@@ -1,0 +1,118 @@
+"""The machine description, the comparison with the targets, and the printed summary."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+
+MIB = 1024  # KiB per MiB
+
+
+def machine() -> dict:
+    model = "unknown"
+    with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo", encoding="ascii") as meminfo:
+        total_kib = int(meminfo.readline().split()[1])
+    return {"nproc": os.cpu_count(), "memory_gib": round(total_kib / MIB / MIB, 1),
+            "cpu_model": model, "kernel": platform.release(),
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+def check_targets(results: dict, scenario: str, poll_interval: int) -> list[dict]:
+    """Compares the figures of a run with the targets of its scenario."""
+    idle = results["idle"]
+    operator = results["operator"]
+    idle_writes_none = idle["status_writes"] == 0 and idle["resource_versions_moved"] == 0
+    rows = []
+
+    def row(figure, value, target, met):
+        rows.append({"figure": figure, "value": value, "target": target, "met": bool(met)})
+
+    if scenario == "one-idle":
+        peak = operator["peak_rss_kib"] / MIB
+        row("peak RSS (MiB)", peak, "<= 20", peak <= 20)
+        row("idle CPU (% of a core)", idle["cpu_percent_of_core"], "< 0.2",
+            idle["cpu_percent_of_core"] < 0.2)
+        per_interval = idle["sklm_requests_per_interval"]
+        only_gets = set(idle["sklm_requests_by_endpoint"]) <= {"isrunning"}
+        # With +-10 % jitter on the interval, 300 s holds 27 to 33 polls.
+        row("SKLM requests per interval (idle)", per_interval, "1 GET",
+            only_gets and 0.85 <= per_interval <= 1.15)
+        row("status writes in the idle window", idle["status_writes"], "0", idle_writes_none)
+        return rows
+
+    row("SKLM requests per interval, all servers (idle)", idle["sklm_requests_per_interval"],
+        "<= 50", idle["sklm_requests_per_interval"] <= 50)
+    row("idle CPU (% of a core)", idle["cpu_percent_of_core"], "<= 5",
+        idle["cpu_percent_of_core"] <= 5)
+    peak = operator["peak_rss_kib"] / MIB
+    row("peak RSS (MiB)", peak, "<= 100", peak <= 100)
+    row("status writes per idle object per hour", idle["status_writes_per_object_per_hour"],
+        "0", idle_writes_none)
+    first = results["first_status"]["all_seconds"]
+    row("operator start to all first statuses (s)", first, "<= 60", first <= 60)
+    if "restore" in results:
+        limit = poll_interval + 1
+        steps = results["restore"]["steps"]
+        worst = max(s["latency_seconds"]["p99"] or float("inf") for s in steps)
+        missing = sum(s["objects_missing"] for s in steps)
+        row("phase change to status, worst step p99 (s)", worst, f"<= {limit}",
+            worst <= limit and missing == 0)
+    return rows
+
+
+def seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} s"
+
+
+def print_summary(results: dict) -> None:
+    host = results["machine"]
+    print(f"\nscenario {results['scenario']} on {host['nproc']} cores, {host['cpu_model']}, "
+          f"{host['date']}")
+    if "creation" in results:
+        creation = results["creation"]
+        print(f"created {creation['objects']} objects in {creation['seconds']:.1f} s "
+              f"({creation['objects_per_second']:.0f}/s)")
+    first = results["first_status"]["from_operator_start"]
+    print(f"first status after operator start: p50 {seconds(first['p50'])}, "
+          f"all {seconds(first['max'])}")
+    idle = results["idle"]
+    print(f"idle {idle['seconds']:.0f} s: CPU {idle['cpu_seconds']:.2f} s "
+          f"({idle['cpu_percent_of_core']:.3f} % of a core); SKLM requests "
+          f"{idle['sklm_requests']} ({idle['sklm_requests_per_interval']:.1f} per interval, "
+          f"{idle['sklm_requests_by_endpoint']}); status writes {idle['status_writes']:.0f}; "
+          f"resourceVersions moved {idle['resource_versions_moved']}; reconciles "
+          f"{idle['reconciles']:.0f}")
+    if "restore" in results:
+        restore = results["restore"]
+        print(f"restore on {restore['servers']} servers ({restore['objects']} objects), "
+              f"{restore['seconds']:.0f} s: CPU {restore['cpu_percent_of_core']:.2f} % of a "
+              f"core; SKLM requests {restore['sklm_requests_by_endpoint']}")
+        for step in restore["steps"]:
+            latency = step["latency_seconds"]
+            print(f"  {step['restore_phase']:>16}: latency p50 {seconds(latency['p50'])}, "
+                  f"p99 {seconds(latency['p99'])}, max {seconds(latency['max'])} "
+                  f"(n={latency['count']}, never shown {step['objects_missing']}); "
+                  f"wait for the next poll p99 "
+                  f"{seconds(step['change_to_next_poll_seconds']['p99'])}; poll to status "
+                  f"p99 {seconds(step['poll_to_status_event_seconds']['p99'])}")
+    sessions = results["sessions"]
+    print(f"logins {sessions['logins']} over {sessions['sessions_used']} sessions on "
+          f"{sessions['servers']} servers")
+    operator = results["operator"]
+    print(f"operator: peak RSS {operator['peak_rss_kib'] / MIB:.1f} MiB, CPU "
+          f"{operator['cpu_seconds_total']:.2f} s over {operator['seconds_running']:.0f} s, "
+          f"at most {operator['max_open_files']} open files, log lines "
+          f"{operator['log_lines_by_level']}")
+    print("\n| figure | value | target | met |\n| --- | --- | --- | --- |")
+    for row in results["targets"]:
+        value = row["value"]
+        shown = f"{value:.3f}" if isinstance(value, float) else str(value)
+        print(f"| {row['figure']} | {shown} | {row['target']} | "
+              f"{'yes' if row['met'] else 'NO'} |")
