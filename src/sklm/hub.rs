@@ -27,6 +27,11 @@ use crate::metrics::Metrics;
 /// Longest wait between polls of a failing server, unless the interval is longer.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
+/// Wait after the server rejected the credentials: a server that locks accounts after
+/// failed logins sees at most 12 an hour. A fixed Secret makes a new target and poller,
+/// so it is used at once.
+const LOGIN_REJECTED_RETRY: Duration = Duration::from_secs(300);
+
 /// Everything that decides which session a poll uses.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PollTarget {
@@ -186,6 +191,10 @@ impl Hub {
             } else {
                 failures.saturating_add(1)
             };
+            let login_rejected = matches!(
+                snapshot.outcome.as_ref().map_err(|e| &**e),
+                Err(SklmError::LoginRejected { .. })
+            );
             let changed = previous
                 .as_deref()
                 .is_none_or(|p| !same_answer(p, &snapshot));
@@ -204,7 +213,11 @@ impl Hub {
                     let _ = self.trigger.unbounded_send(object);
                 }
             }
-            let delay = next_delay(interval, failures);
+            let mut delay = next_delay(interval, failures);
+            if login_rejected {
+                // Fixed credentials arrive as a new target, with a poller of its own.
+                delay = delay.max(LOGIN_REJECTED_RETRY);
+            }
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 () = wake.notified() => {}
