@@ -6,10 +6,15 @@
 #   hack/control-plane.sh up     # install, build if needed, start; prints `export KUBECONFIG=...`
 #   hack/control-plane.sh down   # stop exactly what `up` started
 #   hack/control-plane.sh status
+#   hack/control-plane.sh build  # only install and build the binaries
 #
 # Settings (environment): SKLM_CACHE_DIR (build cache, default ~/.cache/sklm-restore-operator),
 # SKLM_CP_DIR (state: data, certificates, logs; default <repo>/target/control-plane),
-# SKLM_ETCD_PORT (default 23790), SKLM_APISERVER_PORT (default 16443).
+# SKLM_ETCD_PORT (default 23790; the etcd peer port is this plus 10) and
+# SKLM_APISERVER_PORT (default 16443; kube-controller-manager listens on this plus 1).
+# `up` fails when one of these ports is in use. It installs kubectl (Debian's
+# kubernetes-client) when none is on the PATH, and adds a deb-src entry for bookworm to
+# /etc/apt/sources.list.d/ when it must fetch the Kubernetes source package.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -169,31 +174,48 @@ KC
   chmod 600 "$file"
 }
 
+# Alive and not a zombie: where PID 1 does not reap orphans, a stopped process lingers as Z.
 running() {
-  local pidfile="$state_dir/$1.pid"
-  [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+  local pidfile="$state_dir/$1.pid" pid state
+  [[ -f "$pidfile" ]] || return 1
+  pid="$(cat "$pidfile")"
+  kill -0 "$pid" 2>/dev/null || return 1
+  state="$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)"
+  [[ "$state" != Z ]]
 }
 
+port_in_use() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# Starts a process unless it runs already; the ports it will listen on must be free, so
+# a second control plane never talks to the first one's etcd.
 start() {
-  local name="$1"
-  shift
+  local name="$1" ports="$2"
+  shift 2
   running "$name" && return 0
+  for port in $ports; do
+    port_in_use "$port" && fail "port $port, needed by $name, is in use" \
+      "stop what listens there, or pick other ports with SKLM_ETCD_PORT and SKLM_APISERVER_PORT"
+  done
   "$@" >"$state_dir/$name.log" 2>&1 &
   echo $! >"$state_dir/$name.pid"
 }
 
 wait_ready() {
   local what="$1" url="$2" deadline=$((SECONDS + 60))
-  until curl -fsk --max-time 2 ${3:+-H "Authorization: Bearer $3"} "$url" >/dev/null 2>&1; do
+  while true; do
+    running "$what" || fail "$what exited" "read $state_dir/$what.log"
+    curl -fsk --max-time 2 ${3:+-H "Authorization: Bearer $3"} "$url" >/dev/null 2>&1 && return 0
     ((SECONDS < deadline)) || fail "$what did not become ready within 60 s" \
       "read $state_dir/$what.log"
-    running "$what" || fail "$what exited" "read $state_dir/$what.log"
     sleep 0.5
   done
 }
 
 up() {
   command -v curl >/dev/null || apt_install curl
+  command -v kubectl >/dev/null || apt_install kubernetes-client
   install_etcd
   build_kubernetes
   mkdir -p "$state_dir"
@@ -205,7 +227,7 @@ up() {
   write_kubeconfig admin "$admin_token" "$state_dir/kubeconfig"
   write_kubeconfig operator "$operator_token" "$state_dir/operator.kubeconfig"
 
-  start etcd etcd --name sklm-local --data-dir "$state_dir/etcd" \
+  start etcd "$etcd_port $etcd_peer_port" etcd --name sklm-local --data-dir "$state_dir/etcd" \
     --listen-client-urls "http://127.0.0.1:$etcd_port" \
     --advertise-client-urls "http://127.0.0.1:$etcd_port" \
     --listen-peer-urls "http://127.0.0.1:$etcd_peer_port" \
@@ -213,7 +235,7 @@ up() {
     --initial-cluster "sklm-local=http://127.0.0.1:$etcd_peer_port"
   wait_ready etcd "http://127.0.0.1:$etcd_port/health"
 
-  start kube-apiserver "$bin_dir/kube-apiserver" \
+  start kube-apiserver "$api_port" "$bin_dir/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
     --insecure-port 0 --endpoint-reconciler-type none \
@@ -226,7 +248,7 @@ up() {
     --authorization-mode RBAC --service-cluster-ip-range 10.96.0.0/24
   wait_ready kube-apiserver "https://127.0.0.1:$api_port/readyz" "$admin_token"
 
-  start kube-controller-manager "$bin_dir/kube-controller-manager" \
+  start kube-controller-manager "$kcm_port" "$bin_dir/kube-controller-manager" \
     --kubeconfig "$state_dir/kubeconfig" --controllers namespace,garbagecollector \
     --leader-elect=false --bind-address 127.0.0.1 --secure-port "$kcm_port" --port 0 \
     --authentication-skip-lookup=true

@@ -14,19 +14,26 @@ mkdir -p "$work"
 say() { printf '\n### %s\n' "$*"; }
 pids=()
 started_plane=0
+kubeconfig_ready=0
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  kubectl delete namespace "$namespace" --wait=false >/dev/null 2>&1 || true
+  # Only the local control plane's namespace, never one in the user's own kubeconfig.
+  if [[ $kubeconfig_ready == 1 ]]; then
+    kubectl delete namespace "$namespace" --wait=false >/dev/null 2>&1 || true
+  fi
   if [[ $started_plane == 1 ]]; then hack/control-plane.sh down || true; fi
 }
 trap cleanup EXIT
 
-say "building the operator and the simulator"
+say "building the operator and the simulator (a few minutes on the first run)"
 cargo build --workspace --quiet
 
 say "starting the control plane (the first run builds kube-apiserver, about 6 minutes)"
-hack/control-plane.sh status | grep -q '^kube-apiserver: running' || started_plane=1
+# Read the status whole: `grep -q` closing the pipe early would fail it under pipefail.
+plane_status="$(hack/control-plane.sh status)"
+grep -q '^kube-apiserver: running' <<<"$plane_status" || started_plane=1
 eval "$(hack/control-plane.sh up)"
+kubeconfig_ready=1
 kubectl apply --server-side --force-conflicts -f crds/ >/dev/null
 kubectl wait --for=condition=Established crd/sklmrestores.sklm.dev --timeout=60s >/dev/null
 kubectl create namespace "$namespace" >/dev/null
@@ -71,7 +78,7 @@ deadline=$((SECONDS + 180))
 while ((SECONDS < deadline)); do
   state="$(kubectl -n "$namespace" get sklmrestore dr-demo \
     -o jsonpath='{.status.phase}/{.status.restorePhase}/{.status.conditions[?(@.type=="Ready")].reason}')"
-  if [[ "$state" != "$last" ]]; then
+  if [[ "$state" != "$last" && "$state" != "//" ]]; then
     kubectl -n "$namespace" get sklmrestores
     echo
     last="$state"

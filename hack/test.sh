@@ -27,7 +27,9 @@ cargo build --workspace --locked
 
 step "control plane"
 started_here=0
-if ! hack/control-plane.sh status | grep -q '^kube-apiserver: running'; then
+# Read the status whole: `grep -q` closing the pipe early would fail it under pipefail.
+plane_status="$(hack/control-plane.sh status)"
+if ! grep -q '^kube-apiserver: running' <<<"$plane_status"; then
   started_here=1
 fi
 cleanup() {

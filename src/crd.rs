@@ -25,6 +25,7 @@ pub const DEFAULT_API_PREFIX: &str = "/SKLM/rest/v1";
     category = "sklm",
     namespaced,
     status = "SklmRestoreStatus",
+    doc = "Watches, or starts and watches, a restore of an IBM SKLM / GKLM key server, and reports its phase and result.",
     derive = "PartialEq",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Step", type_ = "string", json_path = ".status.restorePhase"),
@@ -56,19 +57,21 @@ pub struct SklmRestoreSpec {
     /// stripped from each value.
     pub credentials_secret_ref: LocalSecretReference,
 
-    /// Seconds between two polls of the server. Objects that watch the same server with the
-    /// same user share one poll at the shortest interval among them.
+    /// Seconds between two polls of the server (default 10, 1 to 3600). Objects that watch
+    /// the same server with the same user share one poll at the shortest interval among
+    /// them.
     #[serde(default = "default_poll_interval")]
     #[schemars(range(min = 1, max = 3600))]
     pub poll_interval_seconds: u32,
 
-    /// Locale sent as `Accept-Language`; the server's messages come back in it.
+    /// Locale sent as `Accept-Language` (default en); the server's messages come back in it.
     #[serde(default = "default_accept_language")]
     #[schemars(pattern(r"^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*$"))]
     pub accept_language: String,
 
     /// Seconds the server may stay unreachable after a running restore step was seen before
-    /// the outage is reported as a failure. The server restarts itself when a restore ends.
+    /// the outage is reported as a failure (default 600, 10 to 86400). The server restarts
+    /// itself when a restore ends.
     #[serde(default = "default_restart_timeout")]
     #[schemars(range(min = 10, max = 86400))]
     pub restart_timeout_seconds: u32,
@@ -78,6 +81,7 @@ pub struct SklmRestoreSpec {
     /// started some other way. Changing it after the restore was submitted starts
     /// nothing; the `RestoreSubmitted` condition then says the change was ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "RestoreRequest")]
     pub restore: Option<RestoreRequest>,
 }
 
@@ -92,6 +96,7 @@ pub struct RestoreRequest {
     /// Secret in the same namespace with the backup's password. Not needed for backups
     /// encrypted by a hardware security module.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "PasswordSecretReference")]
     pub password_secret_ref: Option<PasswordSecretReference>,
 }
 
@@ -102,7 +107,7 @@ pub struct PasswordSecretReference {
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
 
-    /// Key in the Secret's data.
+    /// Key in the Secret's data (default password).
     #[serde(default = "default_password_key")]
     #[schemars(length(min = 1, max = 253))]
     pub key: String,
@@ -117,8 +122,8 @@ pub struct ServerSpec {
     #[schemars(pattern(r"^https://[^/?#]+/?$"))]
     pub url: String,
 
-    /// Path prefix of the REST API: `/SKLM/rest/v1` up to GKLM 4.2.1, `/GKLM/rest/v1` on
-    /// GKLM 5.x.
+    /// Path prefix of the REST API: `/SKLM/rest/v1` (the default) up to GKLM 4.2.1,
+    /// `/GKLM/rest/v1` on GKLM 5.x.
     #[serde(default = "default_api_prefix")]
     #[schemars(pattern(r"^(/[A-Za-z0-9._-]+)+$"))]
     pub api_prefix: String,
@@ -126,6 +131,7 @@ pub struct ServerSpec {
     /// Secret in the same namespace with a PEM CA certificate to trust in addition to the
     /// system roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "SecretKeySelector")]
     pub ca_secret_ref: Option<SecretKeySelector>,
 
     /// Skips verification of the server's TLS certificate. Never the default; reported in
@@ -133,7 +139,7 @@ pub struct ServerSpec {
     #[serde(default)]
     pub insecure_skip_tls_verify: bool,
 
-    /// Seconds one request may take, connecting included.
+    /// Seconds one request may take, connecting included (default 10, 1 to 300).
     #[serde(default = "default_timeout")]
     #[schemars(range(min = 1, max = 300))]
     pub timeout_seconds: u32,
@@ -154,7 +160,7 @@ pub struct SecretKeySelector {
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
 
-    /// Key in the Secret's data.
+    /// Key in the Secret's data (default ca.crt).
     #[serde(default = "default_ca_key")]
     #[schemars(length(min = 1, max = 253))]
     pub key: String,
@@ -181,6 +187,7 @@ pub struct SklmRestoreStatus {
 
     /// Raw `code` and `status` text of the server's last restore answer, cut to 512 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "ServerMessage")]
     pub server_message: Option<ServerMessage>,
 
     /// When a running restore step was first seen.
@@ -193,6 +200,7 @@ pub struct SklmRestoreStatus {
 
     /// The last failure, cleared when a poll succeeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "LastError")]
     pub last_error: Option<LastError>,
 
     /// When the operator decided to send the run-restore request for `spec.restore`;
@@ -202,6 +210,7 @@ pub struct SklmRestoreStatus {
 
     /// The run-restore request sent for `spec.restore`, and the server's answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Submission")]
     pub submission: Option<Submission>,
 
     /// Ready, Reconciling and Stalled, as kstatus reads them; RestoreSubmitted when
