@@ -167,6 +167,11 @@ pub struct SecretKeySelector {
 }
 
 /// Observed state, written by the operator only.
+///
+/// Optional object fields here stay `nullable` in the schema: server-side apply on
+/// Kubernetes 1.20 stores a field that the operator stops applying as `null`, and the
+/// schema must accept that. (Spec fields are not nullable, so that `kubectl explain` on
+/// 1.20 shows their type and fields.)
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SklmRestoreStatus {
@@ -187,7 +192,6 @@ pub struct SklmRestoreStatus {
 
     /// Raw `code` and `status` text of the server's last restore answer, cut to 512 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "ServerMessage")]
     pub server_message: Option<ServerMessage>,
 
     /// When a running restore step was first seen.
@@ -200,7 +204,6 @@ pub struct SklmRestoreStatus {
 
     /// The last failure, cleared when a poll succeeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "LastError")]
     pub last_error: Option<LastError>,
 
     /// When the operator decided to send the run-restore request for `spec.restore`;
@@ -210,7 +213,6 @@ pub struct SklmRestoreStatus {
 
     /// The run-restore request sent for `spec.restore`, and the server's answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "Submission")]
     pub submission: Option<Submission>,
 
     /// Ready, Reconciling and Stalled, as kstatus reads them; RestoreSubmitted when
