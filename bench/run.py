@@ -51,11 +51,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenario", choices=sorted(SCENARIOS),
                         help="one-idle: 1 object, idle; fleet: many objects, idle, restore")
+
     parser.add_argument("--objects", type=int, help="number of SklmRestore objects")
     parser.add_argument("--servers", type=int, help="number of simulated key servers")
     parser.add_argument("--idle-seconds", type=float, help="length of the idle window")
     parser.add_argument("--restore-servers", type=int,
                         help="servers that run a restore after the idle window (0: none)")
+
     parser.add_argument("--poll-interval", type=int, default=10,
                         help="pollIntervalSeconds of every object (default: 10)")
     parser.add_argument("--step-seconds", type=float, default=25,
@@ -64,6 +66,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="seconds to wait for every object's first status (default: 300)")
     parser.add_argument("--create-workers", type=int, default=4,
                         help="parallel connections that create the objects (default: 4)")
+
     parser.add_argument("--operator-bin", type=Path,
                         default=REPO / "target/release/sklm-restore-operator",
                         help="operator binary (default: target/release/sklm-restore-operator)")
@@ -72,6 +75,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--out", type=Path,
                         help="JSON results file (default: target/bench/<scenario>-<time>.json)")
     args = parser.parse_args(argv)
+
     for key, value in SCENARIOS[args.scenario].items():
         if getattr(args, key) is None:
             setattr(args, key, value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import statistics
 import subprocess
@@ -13,8 +14,16 @@ from pathlib import Path
 
 from .accounting import Sampler
 from .common import BenchError, Cleanup, log, percentile, stop_process, summarize, wait_until
-from .kube import (CONTROL_PLANE_ENV, GROUP_PATH, ControlPlane, KubeApi, StatusWatch,
-                   namespace_manifest, restore_manifest, secret_manifest)
+from .kube import (
+    CONTROL_PLANE_ENV,
+    GROUP_PATH,
+    ControlPlane,
+    KubeApi,
+    StatusWatch,
+    namespace_manifest,
+    restore_manifest,
+    secret_manifest,
+)
 from .processes import CLOCK_PROBE_PATH, Operator, Simulator, metric_sum
 
 SKLM_USER = "benchadmin"
@@ -45,6 +54,24 @@ def sklm_requests(records: list[dict], after_seq: int, upto_seq: int) -> dict[st
     return counts
 
 
+def poll_rate(records: list[dict], after_seq: int, upto_seq: int,
+              interval: float) -> tuple[float, int] | None:
+    """Returns polls per interval of one server, from the mean time between consecutive
+    `isrunning` requests for after_seq < seq <= upto_seq, and the number of those gaps.
+    Returns None with fewer than two polls.
+
+    Unlike a count of requests in a window, this rate does not depend on where the window
+    edges fall between two polls, which moves a count by up to one poll per server.
+    """
+    arrivals = sorted(r["elapsed_ms"] for r in records
+                      if after_seq < r["seq"] <= upto_seq and r.get("endpoint") == "isrunning")
+    if len(arrivals) < 2:
+        return None
+    gaps = len(arrivals) - 1
+    mean_gap = (arrivals[-1] - arrivals[0]) / 1000 / gaps
+    return interval / mean_gap, gaps
+
+
 class Snapshot:
     """Counters at one instant; a window is the difference of two snapshots."""
 
@@ -57,7 +84,7 @@ class Snapshot:
 
 
 class Bench:
-    """What a run started, its clock, and its results."""
+    """State of one run: the processes it started, its clock and its results."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -71,7 +98,11 @@ class Bench:
         self.operator: Operator | None = None
         self.sampler: Sampler | None = None
         self.watch: StatusWatch | None = None
-        self.results: dict = {"scenario": args.scenario}
+        self.sim_totals_before_operator: list[int] = []
+        self.results: dict = {
+            "scenario": args.scenario,
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        }
 
     def now(self) -> float:
         """Seconds since the run started: the clock of every time in the results."""
@@ -85,7 +116,8 @@ class Bench:
             f"{CONTROL_PLANE_ENV['SKLM_CP_DIR']})")
         self.cleanup.push("control plane", self.control_plane.down)
         self.control_plane.up()
-        # The CRD printed by the binary under test matches it, whatever crds/ holds now.
+        # The CRD printed by the binary under test matches that binary, whatever crds/
+        # contains now.
         crd = subprocess.run([str(self.args.operator_bin), "crd"], capture_output=True,
                              text=True, timeout=60, check=True).stdout
         self.control_plane.kubectl("apply", "-f", "-", stdin=crd)
@@ -106,7 +138,8 @@ class Bench:
             sim.probe_clock(self.clock0)
 
     def create_namespaces_and_secrets(self) -> None:
-        """One namespace per server, with the credentials Secret and that server's CA."""
+        """Creates one namespace per server with the credentials Secret and the CA Secret
+        of that server."""
         for sim in self.sims:
             namespace = namespace_of(sim.index)
             self.api.request("POST", "/api/v1/namespaces", namespace_manifest(namespace))
@@ -138,6 +171,7 @@ class Bench:
 
     def start_watch_and_operator(self) -> None:
         list_version, _ = self.api.list_resource_versions()
+        self.sim_totals_before_operator = [sim.requests_total() for sim in self.sims]
         self.watch = StatusWatch(self.api, list_version, self.clock0)
         self.watch.start()
         self.cleanup.push("status watch", self.watch.stop)
@@ -187,6 +221,7 @@ class Bench:
         log(f"idle window: {seconds:.0f} s")
         _, versions_before = self.api.list_resource_versions()
         start = Snapshot(self)
+        self.record_startup(start)
         time.sleep(seconds)
         end = Snapshot(self)
         _, versions_after = self.api.list_resource_versions()
@@ -202,6 +237,19 @@ class Bench:
             "watch_events": self.watch.events_between(start.t, end.t),
         })
         self.results["idle"] = window
+
+    def record_startup(self, idle_start: Snapshot) -> None:
+        """Records CPU and SKLM requests from operator start to the idle window."""
+        seconds = idle_start.t - self.operator.started_at
+        per_server = [e - s for s, e in zip(self.sim_totals_before_operator,
+                                            idle_start.sim_totals)]
+        self.results["startup"] = {
+            "seconds": seconds,
+            "cpu_seconds": idle_start.cpu_s,
+            "sklm_requests": sum(per_server),
+            "sklm_requests_per_interval": sum(per_server) / (seconds / self.args.poll_interval),
+            "seq_ranges": list(zip(self.sim_totals_before_operator, idle_start.sim_totals)),
+        }
 
     def window_figures(self, start: Snapshot, end: Snapshot) -> dict:
         seconds = end.t - start.t
@@ -315,15 +363,28 @@ class Bench:
             "max_logins_on_one_server": max(s["logins"] for s in per_server),
             "first_servers": per_server[:5],
         }
-        for name in ("idle", "restore"):
+        for name in ("startup", "idle", "restore"):
             window = self.results.get(name)
             if not window:
                 continue
             totals: dict[str, int] = {}
+            rates, gaps = [], 0
             for sim, (after, upto) in zip(self.sims, window.pop("seq_ranges")):
-                for endpoint, count in sklm_requests(logs[sim.index], after, upto).items():
+                records = logs[sim.index]
+                for endpoint, count in sklm_requests(records, after, upto).items():
                     totals[endpoint] = totals.get(endpoint, 0) + count
+                measured = poll_rate(records, after, upto, self.args.poll_interval)
+                if measured is not None:
+                    rates.append(measured[0])
+                    gaps += measured[1]
             window["sklm_requests_by_endpoint"] = totals
+            window["polls_per_interval"] = sum(rates)
+            window["poll_gaps"] = gaps
+            window["polls_per_server_per_interval"] = {
+                "servers": len(rates),
+                "min": min(rates, default=None),
+                "max": max(rates, default=None),
+            }
         if "restore" in self.results:
             self.split_restore_latency(logs)
 
@@ -358,12 +419,14 @@ class Bench:
         final_metrics = operator.metrics()
         self.sampler.stop()
         stopped_cleanly = stop_process(operator.process, "operator")
+
         entries = operator.log_entries()
         levels: dict[str, int] = {}
         for entry in entries:
             level = entry.get("level", "?")
             levels[level] = levels.get(level, 0) + 1
         problems = [e for e in entries if e.get("level") in ("WARN", "ERROR", "UNPARSED")]
+
         samples = self.sampler.samples
         self.results["operator"] = {
             "peak_rss_kib": memory.get("VmHWM"),

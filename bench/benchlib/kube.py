@@ -3,6 +3,7 @@ that records when each SklmRestore status change arrived."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -228,8 +229,6 @@ class StatusWatch(threading.Thread):
         self._done.set()
         connection = self._connection
         if connection is not None and connection.sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 connection.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         self.join(timeout=5)

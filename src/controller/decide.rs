@@ -188,10 +188,19 @@ fn on_answer(
             )
         }
         RestorePhase::Completed => ended(decision, "the server reported COMPLETED", result, now),
-        _ if was_running && submitted_restore_starting(status, now) => progressing(
-            reason::SUBMITTED_RESTORE_STARTING,
-            "the server accepted the submitted restore but reports none running yet".to_owned(),
-        ),
+        _ if was_running && submitted_restore_starting(status, now) => {
+            // Repeated "not running" answers trigger no reconcile: decide again when
+            // the grace ends.
+            let since = status.submitted_time.as_ref().map_or(now.0, |t| t.0);
+            let elapsed = now.0.duration_since(since).unsigned_abs();
+            decision.recheck_after =
+                Some(START_GRACE.saturating_sub(elapsed) + Duration::from_secs(1));
+            progressing(
+                reason::SUBMITTED_RESTORE_STARTING,
+                "the server accepted the submitted restore but reports none running yet"
+                    .to_owned(),
+            )
+        }
         _ if was_running => ended(
             decision,
             "the server reported no restore running after a running step",
