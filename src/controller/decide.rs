@@ -197,8 +197,7 @@ fn on_answer(
                 Some(START_GRACE.saturating_sub(elapsed) + Duration::from_secs(1));
             progressing(
                 reason::SUBMITTED_RESTORE_STARTING,
-                "the server accepted the submitted restore but reports none running yet"
-                    .to_owned(),
+                "the server accepted the submitted restore but reports none running yet".to_owned(),
             )
         }
         _ if was_running => ended(
