@@ -146,7 +146,7 @@ def main(argv: list[str]) -> int:
     args.out.write_text(json.dumps(bench.results, indent=2) + "\n")
     print_summary(bench.results)
     print(f"\nresults: {args.out}")
-    return 0 if all(row["met"] for row in bench.results["targets"]) else 1
+    return 0 if all(row["met"] is not False for row in bench.results["targets"]) else 1
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parent.parent.parent
 
 
 class BenchError(Exception):
-    """A step of the benchmark failed; the message says which and why."""
+    """A step of the benchmark failed; the message names the step and the cause."""
 
 
 class BenchTimeout(BenchError):

@@ -15,7 +15,7 @@ from .accounting import ProcessAccounting
 from .common import BenchError, wait_until
 
 # Path of the request that maps a simulator's clock to the benchmark's. The simulator
-# answers 404 and logs it like any other request, so request counts skip this path.
+# returns 404 and logs it like any other request, so request counts skip this path.
 CLOCK_PROBE_PATH = "/bench-clock-probe"
 
 
@@ -57,7 +57,7 @@ class Simulator:
         self.control_addr = info["control"]
 
     def control(self, method: str, path: str, body: dict | None = None):
-        """Calls the plain-HTTP control endpoint and returns the decoded JSON answer."""
+        """Calls the plain-HTTP control endpoint and returns the decoded JSON body."""
         host, port = self.control_addr.rsplit(":", 1)
         connection = http.client.HTTPConnection(host, int(port), timeout=30)
         try:
@@ -134,7 +134,7 @@ class Operator:
         return entries
 
     def metrics(self) -> dict[str, float]:
-        """Samples of `/metrics`, keyed by name and labels as written."""
+        """Fetches `/metrics` and returns its samples, keyed by name and labels as written."""
         host, port = self.metrics_addr.rsplit(":", 1)
         connection = http.client.HTTPConnection(host, int(port), timeout=30)
         try:
@@ -154,7 +154,8 @@ class Operator:
         return values
 
     def identity(self) -> dict:
-        """Version output and SHA-256 of the binary, so results name what was measured."""
+        """Returns the version output and SHA-256 of the binary, so that results name the
+        build they measured."""
         version = subprocess.run([str(self.binary), "--version"], capture_output=True,
                                  text=True, timeout=30, check=False).stdout.strip()
         digest = hashlib.sha256(self.binary.read_bytes()).hexdigest()

@@ -3,7 +3,7 @@
 //!
 //! Objects subscribe from their reconcile with their poll interval. Each poller runs in
 //! its own task, so a slow server never delays another; it polls at the shortest interval
-//! among its subscribers, with jitter, backs off while the server fails, and asks the
+//! among its subscribers, from a random start so pollers spread out, backs off while the server fails, and asks the
 //! controller to reconcile its subscribers whenever the answer changes. A poller whose
 //! subscribers are all gone (deleted, moved to another server, or finished) logs out and
 //! stops.
@@ -123,10 +123,14 @@ impl Hub {
             self.spawn_poller(Arc::clone(&target));
         }
         let entry = state.pollers.entry(Arc::clone(&target)).or_default();
-        let previous = entry.subscribers.insert(object.clone(), subscription);
-        let needs_earlier_poll = previous.is_none_or(|p| {
-            subscription.interval < p.interval || (subscription.wants_result && !p.wants_result)
-        });
+        // Wake the poller only when its own needs change: a shorter shortest interval, or
+        // the first subscriber that asks for the result. Another object joining with the
+        // same needs waits for the next scheduled poll and gets the latest snapshot now.
+        let shortest = entry.subscribers.values().map(|s| s.interval).min();
+        let any_result = entry.subscribers.values().any(|s| s.wants_result);
+        entry.subscribers.insert(object.clone(), subscription);
+        let needs_earlier_poll = shortest.is_none_or(|old| subscription.interval < old)
+            || (subscription.wants_result && !any_result);
         if needs_earlier_poll && entry.latest.is_some() {
             entry.wake.notify_one();
         }
@@ -213,7 +217,14 @@ impl Hub {
                     let _ = self.trigger.unbounded_send(object);
                 }
             }
-            let mut delay = next_delay(interval, failures);
+            // After the first poll, start the period at a random point of the interval so
+            // pollers that start together do not poll together; then a fixed period, so a
+            // change on the server shows within one interval.
+            let mut delay = if previous.is_none() && failures == 0 {
+                interval.mul_f64(rand::random_range(0.5..=1.0))
+            } else {
+                next_delay(interval, failures)
+            };
             if login_rejected {
                 // Fixed credentials arrive as a new target, with a poller of its own.
                 delay = delay.max(LOGIN_REJECTED_RETRY);
@@ -340,12 +351,13 @@ fn same_answer(a: &Snapshot, b: &Snapshot) -> bool {
     outcome && result
 }
 
-/// The interval with ±10 % jitter, doubled per consecutive failure up to
-/// `max(interval, MAX_BACKOFF)`.
+/// The interval after a success; after failures, the interval doubled per consecutive
+/// failure up to `max(interval, MAX_BACKOFF)`, with ±10 % jitter.
 fn next_delay(interval: Duration, failures: u32) -> Duration {
-    let base = if failures == 0 {
-        interval
-    } else {
+    if failures == 0 {
+        return interval;
+    }
+    let base = {
         let factor = 2u32.saturating_pow(failures - 1);
         interval
             .saturating_mul(factor)
@@ -360,12 +372,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn delay_stays_within_jitter_of_interval() {
+    fn delay_after_success_is_the_interval() {
         let interval = Duration::from_secs(10);
         for _ in 0..100 {
-            let delay = next_delay(interval, 0);
-            assert!(delay >= Duration::from_secs(9), "{delay:?}");
-            assert!(delay <= Duration::from_secs(11), "{delay:?}");
+            assert_eq!(next_delay(interval, 0), interval);
         }
     }
 
