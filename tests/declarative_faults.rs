@@ -446,14 +446,12 @@ async fn login_fault_at_submission(name: &str, fault: Fault) {
 }
 
 #[tokio::test]
-#[ignore = "known failure: a login 5xx during submission is recorded as Unknown, not NotSent"]
 async fn login_server_error_at_submission_is_not_sent() {
     let fault = Fault::http_error(503, ErrorFormat::Html).only(&[Endpoint::Login]);
     login_fault_at_submission("login503", fault).await;
 }
 
 #[tokio::test]
-#[ignore = "known failure: a login timeout during submission is recorded as Unknown, not NotSent"]
 async fn login_timeout_at_submission_is_not_sent() {
     let fault = Fault {
         action: FaultAction::Silent { hold_seconds: 10 },
@@ -529,7 +527,6 @@ async fn missing_password_secret_sends_nothing() {
 /// Secret change, which should reconcile the object as a fixed credentials Secret does,
 /// not only after the 60 s retry of an unusable spec.
 #[tokio::test]
-#[ignore = "known failure: a fixed backup password Secret is not used promptly"]
 async fn password_key_fix_submits_promptly() {
     let (env, sim, control) = setup("backupkey").await;
     let operator = Operator::start(&env, &[]);
@@ -633,7 +630,6 @@ async fn operator_killed_around_request_sends_at_most_once() {
 /// Two operators without leader election send one request. The record never shows
 /// `Unknown` for a request the server accepted with 2xx within the timeout.
 #[tokio::test]
-#[ignore = "known failure: two operators without leader election can both record the request"]
 async fn two_operators_slow_response_send_once() {
     let (env, sim, control) = setup("twoslow").await;
     set_run_defaults(&control, 1500, 0).await;
@@ -676,7 +672,6 @@ async fn two_operators_slow_response_send_once() {
 /// requests again, exactly one of them sends. A redirect response to the POST gives
 /// `NotSent` while the polls keep working.
 #[tokio::test]
-#[ignore = "known failure: two operators without leader election can both retry a NotSent request"]
 async fn two_operators_retry_not_sent_once() {
     let (env, sim, control) = setup("twonotsent").await;
     // A run longer than the 30 s retry, so a second request finds it still running.
@@ -964,7 +959,6 @@ async fn revoked_session_before_post_processes_once() {
 /// The backup password is only needed to send the request. Deleting its Secret after the
 /// server accepted the request must not stop the watch before the restore ends.
 #[tokio::test]
-#[ignore = "known failure: a deleted backup password Secret after acceptance stops the watching"]
 async fn password_secret_deleted_after_acceptance_keeps_watching() {
     let (env, sim, control) = setup("dropbackup").await;
     // No post-restore restart, so the watch ends on COMPLETED and the result.
@@ -994,7 +988,6 @@ async fn password_secret_deleted_after_acceptance_keeps_watching() {
 /// that locks accounts gets few failed logins. The `NotSent` retries of `spec.restore`
 /// use the same login and must keep that rate.
 #[tokio::test]
-#[ignore = "known failure: submission retries log in more often than the 5-minute credentials retry"]
 async fn rejected_credentials_submission_logs_in_rarely() {
     let env = TestEnv::new("badlogin").await;
     let sim = env.start_sim(&[]);
@@ -1081,7 +1074,6 @@ fn ready_reason(status: &SklmRestoreStatus) -> &str {
 /// apart. An outage seen before the request was not seen since it, so the grace of a
 /// submitted restore still applies to the next "not running" poll.
 #[test]
-#[ignore = "known failure: an outage polled before the acceptance ends the start grace early"]
 fn decide_outage_before_acceptance_keeps_grace() {
     let settings = decide_settings();
     let stale_outage = Snapshot {

@@ -322,7 +322,10 @@ fn on_error(
         message_id: error.message_id().map(str::to_owned),
         message: error.to_string(),
     });
-    if decision.status.phase == Some(Phase::Running) && error.is_outage() {
+    if decision.status.phase == Some(Phase::Running)
+        && error.is_outage()
+        && !polled_before_submission(&decision.status, snapshot)
+    {
         let since = snapshot.failing_since.unwrap_or(snapshot.polled_at);
         let elapsed = now.0.duration_since(since).unsigned_abs();
         if elapsed < settings.restart_timeout {
@@ -350,6 +353,16 @@ fn on_error(
     } else {
         stalled(error.reason(), error.to_string())
     }
+}
+
+/// Returns whether the poll came at or before the submission, with no running step seen,
+/// so an outage it saw cannot be the restart at the end of that restore.
+fn polled_before_submission(status: &SklmRestoreStatus, snapshot: &Snapshot) -> bool {
+    status.start_time.is_none()
+        && status
+            .submitted_time
+            .as_ref()
+            .is_some_and(|submitted| snapshot.polled_at <= submitted.0)
 }
 
 fn progressing(reason: &'static str, message: String) -> Verdict {

@@ -19,7 +19,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, predicates, utils::PredicateConfig, watcher};
 use kube::{Client, ResourceExt};
 
-use crate::crd::SklmRestore;
+use crate::crd::{SklmRestore, Submission};
 use crate::metrics::Metrics;
 use crate::sklm::hub::Hub;
 
@@ -32,7 +32,26 @@ pub struct Context {
     pub recorder: Recorder,
     /// Run-restore records this process wrote, by object uid: newer than a cached object
     /// that does not show them yet.
-    pub submissions: std::sync::Mutex<std::collections::HashMap<String, crate::crd::Submission>>,
+    pub submissions: std::sync::Mutex<std::collections::HashMap<String, Submission>>,
+}
+
+impl Context {
+    /// Returns this process's run-restore record for the object `uid`, unless `stored`
+    /// already shows it. A record that the stored status shows is forgotten.
+    fn remembered(&self, uid: &str, stored: Option<&Submission>) -> Option<Submission> {
+        let mut submissions = self.submissions.lock().expect("submissions lock");
+        let record = submissions.get(uid)?;
+        if stored == Some(record) {
+            submissions.remove(uid);
+            return None;
+        }
+        Some(record.clone())
+    }
+
+    fn remember(&self, uid: &str, record: Submission) {
+        let mut submissions = self.submissions.lock().expect("submissions lock");
+        submissions.insert(uid.to_owned(), record);
+    }
 }
 
 /// A reconcile that failed; the object is retried after a delay.
@@ -42,6 +61,8 @@ pub enum Error {
     NotNamespaced,
     #[error("failed to write status")]
     StatusWrite(#[source] kube::Error),
+    #[error("failed to read status")]
+    StatusRead(#[source] kube::Error),
 }
 
 /// Reconciles running at once.
@@ -125,7 +146,8 @@ pub async fn run(
     hub.shutdown();
 }
 
-/// Objects in the Secret's namespace that reference it for credentials or the CA.
+/// Objects in the Secret's namespace that reference it for credentials, the CA or the
+/// backup password.
 fn objects_using(store: &Store<SklmRestore>, secret: &Secret) -> Vec<ObjectRef<SklmRestore>> {
     let (Some(namespace), name) = (secret.namespace(), secret.name_any()) else {
         return Vec::new();
@@ -140,6 +162,11 @@ fn objects_using(store: &Store<SklmRestore>, secret: &Secret) -> Vec<ObjectRef<S
                     .server
                     .ca_secret_ref
                     .as_ref()
+                    .is_some_and(|r| r.name == name)
+                || o.spec
+                    .restore
+                    .as_ref()
+                    .and_then(|r| r.password_secret_ref.as_ref())
                     .is_some_and(|r| r.name == name)
         })
         .map(|o| ObjectRef::from_obj(&**o))

@@ -18,7 +18,7 @@ use crate::names::{FIELD_MANAGER, condition, reason};
 use crate::sklm::hub::Snapshot;
 use crate::sklm::hub::{PollTarget, Subscription};
 use crate::sklm::tls::TlsSettings;
-use crate::sklm::{ClientSettings, Endpoint};
+use crate::sklm::{ClientSettings, Endpoint, SklmError};
 
 /// Safety net: reconcile at least this often, even when nothing triggers it.
 const RESYNC: Duration = Duration::from_secs(300);
@@ -26,7 +26,7 @@ const RESYNC: Duration = Duration::from_secs(300);
 /// Retry delay for a run-restore request that failed before it left.
 const NOT_SENT_RETRY: Duration = Duration::from_secs(30);
 
-/// Retry delay after the object changed while the run-restore request was being recorded.
+/// Retry delay after the object changed between its read and a status write.
 const CONFLICT_RETRY: Duration = Duration::from_secs(1);
 
 /// Retry delay for an object whose spec or Secret is unusable; fixing either triggers a
@@ -43,12 +43,19 @@ pub async fn reconcile(object: Arc<SklmRestore>, ctx: Arc<Context>) -> Result<Ac
         insecure_skip_tls_verify: object.spec.server.insecure_skip_tls_verify,
     };
     let generation = object.meta().generation;
+    // With `spec.restore`, every status write requires the resourceVersion it was decided
+    // from, so a stale cache can never overwrite a newer run-restore record.
+    let precondition = object
+        .spec
+        .restore
+        .as_ref()
+        .and_then(|_| object.resource_version());
 
     if previous.phase.is_some_and(Phase::is_finished) {
         ctx.hub.unsubscribe(&key);
         let decision = decide::keep_status(&previous, generation);
-        write_if_changed(&object, &previous, &decision, &ctx).await?;
-        return Ok(Action::await_change());
+        let written = write_if_changed(&object, &previous, precondition, &decision, &ctx);
+        return Ok(after_write(written.await?, Action::await_change()));
     }
 
     // The Secret cache fills beside the object cache after every start: a Secret missing
@@ -63,8 +70,8 @@ pub async fn reconcile(object: Arc<SklmRestore>, ctx: Arc<Context>) -> Result<Ac
             let input = Input::Problem { reason, message };
             let decision =
                 decide::decide(&previous, &input, settings, generation, Timestamp::now());
-            write_if_changed(&object, &previous, &decision, &ctx).await?;
-            return Ok(Action::requeue(PROBLEM_RETRY));
+            let written = write_if_changed(&object, &previous, precondition, &decision, &ctx);
+            return Ok(after_write(written.await?, Action::requeue(PROBLEM_RETRY)));
         }
     };
     let interval = Duration::from_secs(object.spec.poll_interval_seconds.into());
@@ -73,34 +80,64 @@ pub async fn reconcile(object: Arc<SklmRestore>, ctx: Arc<Context>) -> Result<Ac
         wants_result: previous.phase == Some(Phase::Running),
     };
     let snapshot = ctx.hub.subscribe(key.clone(), target.clone(), subscription);
+    let mut stored = Stored {
+        status: previous.clone(),
+        resource_version: precondition,
+    };
     let mut base = previous.clone();
+    let mut submission_recheck = None;
     if let Some(request) = &object.spec.restore {
-        let Some(submitted) =
-            submit_once(&object, request, &target, backup_password, &previous, &ctx).await?
-        else {
+        let sender = Sender {
+            object: &object,
+            request,
+            target: &target,
+            backup_password,
+            latest_poll: snapshot.as_deref(),
+            ctx: &ctx,
+        };
+        let Some(submitted) = sender.submit_once().await? else {
             return Ok(Action::requeue(CONFLICT_RETRY));
         };
-        base = submitted;
+        stored = submitted.stored;
+        base = submitted.base;
+        submission_recheck = submitted.recheck_after;
     }
     let Some(snapshot) = snapshot else {
-        // The poller's first poll triggers the next reconcile.
-        if base != previous {
-            let decision = decide::keep_status(&base, generation);
-            write_if_changed(&object, &previous, &decision, &ctx).await?;
+        // The poller's first poll triggers the next reconcile. Until then only a new
+        // run-restore record is written.
+        let next = Action::requeue(submission_recheck.unwrap_or(RESYNC).min(RESYNC));
+        if base == stored.status {
+            return Ok(next);
         }
-        return Ok(Action::requeue(RESYNC));
+        let decision = decide::keep_status(&base, generation);
+        let written = write_if_changed(
+            &object,
+            &stored.status,
+            stored.resource_version,
+            &decision,
+            &ctx,
+        );
+        return Ok(after_write(written.await?, next));
     };
     let decision = decide_polled(&object, &base, &snapshot, settings);
     if decision.wants_result != subscription.wants_result {
         subscription.wants_result = decision.wants_result;
         ctx.hub.subscribe(key.clone(), target, subscription);
     }
-    write_if_changed(&object, &previous, &decision, &ctx).await?;
+    let written = write_if_changed(
+        &object,
+        &stored.status,
+        stored.resource_version,
+        &decision,
+        &ctx,
+    )
+    .await?;
     if decision.status.phase.is_some_and(Phase::is_finished) {
         ctx.hub.unsubscribe(&key);
-        return Ok(Action::await_change());
+        return Ok(after_write(written, Action::await_change()));
     }
-    Ok(Action::requeue(next_reconcile(&decision)))
+    let next = next_reconcile(&decision).min(submission_recheck.unwrap_or(RESYNC));
+    Ok(after_write(written, Action::requeue(next)))
 }
 
 /// Decides the status from a poll, with the `RestoreSubmitted` condition when
@@ -138,106 +175,210 @@ fn next_reconcile(decision: &Decision) -> Duration {
     decision.recheck_after.unwrap_or(next).min(next)
 }
 
-/// Sends the run-restore request for `spec.restore` unless one was sent before, and
-/// returns the status with the submission record. `None` means the object changed since
-/// it was read, so nothing was sent and the reconcile must run again.
-async fn submit_once(
-    object: &SklmRestore,
-    request: &RestoreRequest,
-    target: &PollTarget,
-    backup_password: Option<String>,
-    previous: &SklmRestoreStatus,
-    ctx: &Context,
-) -> Result<Option<SklmRestoreStatus>, Error> {
-    let uid = object.uid().unwrap_or_default();
-    let remembered = ctx
-        .submissions
-        .lock()
-        .expect("submissions lock")
-        .get(&uid)
-        .cloned();
-    let record = remembered.or_else(|| previous.submission.clone());
-    let mut status = previous.clone();
-    match record {
-        Some(record) if record.state == SubmissionState::Sending => {
-            // The answer was never recorded: the request may have left.
-            status.submission = Some(submission::interrupted(&record));
-            return Ok(Some(status));
-        }
-        Some(record) if !submission::needs_sending(Some(&record)) => {
-            status.submission = Some(record);
-            return Ok(Some(status));
-        }
-        _ => {}
-    }
-    status.submitted_time = Some(decide::whole_seconds(Timestamp::now()));
-    status.submission = Some(submission::sending(request));
-    match claim(object, &status, ctx).await {
-        Ok(()) => {}
-        Err(kube::Error::Api(response)) if response.code == 409 => return Ok(None),
-        Err(error) => return Err(Error::StatusWrite(error)),
-    }
-    ctx.submissions
-        .lock()
-        .expect("submissions lock")
-        .insert(uid.clone(), submission::sending(request));
-    let path = &request.backup_file_path;
-    let record = match ctx.hub.session(target) {
-        Ok(session) => {
-            let outcome = session.run_restore(path, backup_password.as_deref()).await;
-            submission::classify(path, outcome.as_ref())
-        }
-        Err(error) => submission::classify(path, Err(&*error)),
-    };
-    tracing::info!(
-        object = %ObjectRef::from_obj(object),
-        backup = %request.backup_file_path,
-        state = record.state.as_str(),
-        "run-restore request sent"
-    );
-    ctx.submissions
-        .lock()
-        .expect("submissions lock")
-        .insert(uid, record.clone());
-    status.submission = Some(record);
-    Ok(Some(status))
+/// The status as the API server stores it, and the resourceVersion a write must match
+/// (`None`: no precondition).
+struct Stored {
+    status: SklmRestoreStatus,
+    resource_version: Option<String>,
 }
 
-/// Writes the `Sending` record, failing with 409 if the object changed since it was read:
-/// a stale read could otherwise miss an earlier record and send twice.
-async fn claim(
-    object: &SklmRestore,
-    status: &SklmRestoreStatus,
-    ctx: &Context,
-) -> Result<(), kube::Error> {
-    let api: Api<SklmRestore> =
-        Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
-    let patch = serde_json::json!({
-        "apiVersion": "sklm.dev/v1alpha1",
-        "kind": "SklmRestore",
-        "metadata": {"resourceVersion": object.resource_version()},
-        "status": status,
-    });
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    let written = api
-        .patch_status(&object.name_any(), &params, &Patch::Apply(&patch))
-        .await;
-    ctx.metrics.record_status_write(written.is_ok());
-    written.map(|_| ())
+/// The outcome of [`Sender::submit_once`].
+struct Submitted {
+    /// The status the API server stores now, which the final write compares against.
+    stored: Stored,
+    /// The status to decide from: `stored` with the newest run-restore record.
+    base: SklmRestoreStatus,
+    /// Decide again after this long: a request another process may still be sending.
+    recheck_after: Option<Duration>,
+}
+
+/// The inputs for sending the run-restore request of one object.
+struct Sender<'a> {
+    object: &'a SklmRestore,
+    request: &'a RestoreRequest,
+    target: &'a PollTarget,
+    /// Read only while the request still needs sending.
+    backup_password: Option<String>,
+    /// The poller's latest poll of the server, if any.
+    latest_poll: Option<&'a Snapshot>,
+    ctx: &'a Context,
+}
+
+impl Sender<'_> {
+    /// Sends the run-restore request unless one was sent before, and returns the status
+    /// with the submission record. `None` means the object changed or was replaced since
+    /// it was read, so nothing was sent and the reconcile must run again.
+    ///
+    /// A record that still needs sending (none yet, or `NotSent`) is checked again on a
+    /// fresh read from the API server, because the cache may not show another process's
+    /// record yet. The `Sending` record is then written against that read's
+    /// resourceVersion.
+    async fn submit_once(self) -> Result<Option<Submitted>, Error> {
+        let object = self.object;
+        let uid = object.uid().unwrap_or_default();
+        let previous = object.status.clone().unwrap_or_default();
+        let remembered = self.ctx.remembered(&uid, previous.submission.as_ref());
+        let cached = remembered.or_else(|| previous.submission.clone());
+        if !submission::needs_sending(cached.as_ref()) {
+            let stored = Stored {
+                status: previous,
+                resource_version: object.resource_version(),
+            };
+            return Ok(Some(self.settle(stored, cached)));
+        }
+        let api = self.api();
+        let fresh = api
+            .get_status(&object.name_any())
+            .await
+            .map_err(Error::StatusRead)?;
+        if fresh.uid() != object.uid() {
+            return Ok(None);
+        }
+        let stored = Stored {
+            status: fresh.status.clone().unwrap_or_default(),
+            resource_version: fresh.resource_version(),
+        };
+        let record = stored.status.submission.clone();
+        if !submission::needs_sending(record.as_ref()) {
+            return Ok(Some(self.settle(stored, record)));
+        }
+        let path = &self.request.backup_file_path;
+        if let Some(rejected) = self.login_rejected() {
+            // The poller retries rejected credentials every 5 minutes. A retry here would
+            // log in every 30 s, which may lock the account.
+            return Ok(Some(self.not_sent(stored, rejected)));
+        }
+        let session = match self.ctx.hub.session(self.target) {
+            Ok(session) => session,
+            Err(error) => return Ok(Some(self.not_sent(stored, &*error))),
+        };
+        // Log in before recording, so a failed login is surely `NotSent`.
+        if let Err(error) = session.ensure_login().await {
+            return Ok(Some(self.not_sent(stored, &error)));
+        }
+        let mut claimed = stored.status.clone();
+        claimed.submitted_time = Some(decide::whole_seconds(Timestamp::now()));
+        claimed.submission = Some(submission::sending(self.request));
+        let patch = serde_json::json!({
+            "apiVersion": "sklm.dev/v1alpha1",
+            "kind": "SklmRestore",
+            "metadata": {"resourceVersion": stored.resource_version},
+            "status": claimed,
+        });
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let written = api
+            .patch_status(&object.name_any(), &params, &Patch::Apply(&patch))
+            .await;
+        self.ctx.metrics.record_status_write(written.is_ok());
+        let written = match written {
+            Ok(written) => written,
+            Err(kube::Error::Api(response)) if response.code == 409 => return Ok(None),
+            Err(error) => return Err(Error::StatusWrite(error)),
+        };
+        self.ctx.remember(&uid, submission::sending(self.request));
+        let outcome = session
+            .run_restore(path, self.backup_password.as_deref())
+            .await;
+        let record = submission::classify(path, outcome.as_ref());
+        tracing::info!(
+            object = %ObjectRef::from_obj(object),
+            backup = %path,
+            state = record.state.as_str(),
+            "run-restore request sent"
+        );
+        self.ctx.remember(&uid, record.clone());
+        let stored = Stored {
+            status: written.status.clone().unwrap_or_default(),
+            resource_version: written.resource_version(),
+        };
+        let mut base = stored.status.clone();
+        base.submission = Some(record);
+        Ok(Some(Submitted {
+            stored,
+            base,
+            recheck_after: None,
+        }))
+    }
+
+    /// Builds the status for a request that needs no sending now, because it was sent
+    /// before or another process is sending it. A `Sending` record counts as interrupted
+    /// once [`submission::in_flight_left`] is zero.
+    fn settle(&self, stored: Stored, record: Option<crate::crd::Submission>) -> Submitted {
+        let mut base = stored.status.clone();
+        let mut recheck_after = None;
+        if let Some(record) = record {
+            let sending = record.state == SubmissionState::Sending;
+            let timeout = self.object.spec.server.timeout_seconds;
+            let left = base.submitted_time.as_ref().map_or(Duration::ZERO, |t| {
+                submission::in_flight_left(&t.0, timeout, Timestamp::now())
+            });
+            base.submission = Some(if sending && left.is_zero() {
+                submission::interrupted(&record)
+            } else {
+                if sending {
+                    recheck_after = Some(left + Duration::from_secs(1));
+                }
+                record
+            });
+        }
+        Submitted {
+            stored,
+            base,
+            recheck_after,
+        }
+    }
+
+    /// Builds the status with a `NotSent` record for `error`, which stopped the request
+    /// before it left.
+    fn not_sent(&self, stored: Stored, error: &SklmError) -> Submitted {
+        let record = submission::not_sent(&self.request.backup_file_path, error);
+        tracing::info!(
+            object = %ObjectRef::from_obj(self.object),
+            backup = %self.request.backup_file_path,
+            reason = error.reason(),
+            "run-restore request not sent"
+        );
+        let mut base = stored.status.clone();
+        base.submission = Some(record);
+        Submitted {
+            stored,
+            base,
+            recheck_after: None,
+        }
+    }
+
+    /// Returns the poller's latest error when the server rejected the credentials.
+    fn login_rejected(&self) -> Option<&SklmError> {
+        let error = self.latest_poll?.outcome.as_ref().err()?;
+        matches!(**error, SklmError::LoginRejected { .. }).then_some(&**error)
+    }
+
+    fn api(&self) -> Api<SklmRestore> {
+        let namespace = self.object.namespace().unwrap_or_default();
+        Api::namespaced(self.ctx.client.clone(), &namespace)
+    }
 }
 
 /// Builds what the poller needs from the spec and Secrets, and reads the backup password
-/// of `spec.restore`; an error is a condition reason and a message safe to show.
+/// of `spec.restore` while the request still needs sending; an error is a condition
+/// reason and a message safe to show.
 fn prepare(
     object: &SklmRestore,
     namespace: &str,
     ctx: &Context,
 ) -> Result<(PollTarget, Option<String>), (&'static str, String)> {
     let target = poll_target(object, namespace, ctx)?;
+    let uid = object.uid().unwrap_or_default();
+    let status = object.status.as_ref();
+    let record = ctx
+        .remembered(&uid, status.and_then(|s| s.submission.as_ref()))
+        .or_else(|| status.and_then(|s| s.submission.clone()));
+    // The password is needed only to send: a Secret deleted after that changes nothing.
     let password_ref = object
         .spec
         .restore
         .as_ref()
+        .filter(|_| submission::needs_sending(record.as_ref()))
         .and_then(|r| r.password_secret_ref.as_ref());
     let password = match password_ref {
         Some(reference) => Some(
@@ -286,27 +427,52 @@ fn poll_target(
 async fn write_if_changed(
     object: &SklmRestore,
     previous: &SklmRestoreStatus,
+    precondition: Option<String>,
     decision: &Decision,
     ctx: &Context,
-) -> Result<(), Error> {
+) -> Result<Write, Error> {
     if decision.status == *previous {
-        return Ok(());
+        return Ok(Write::Unchanged);
     }
     let api: Api<SklmRestore> =
         Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
-    let patch = serde_json::json!({
+    let mut patch = serde_json::json!({
         "apiVersion": "sklm.dev/v1alpha1",
         "kind": "SklmRestore",
         "status": decision.status,
     });
+    if let Some(resource_version) = precondition {
+        patch["metadata"] = serde_json::json!({"resourceVersion": resource_version});
+    }
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let written = api
         .patch_status(&object.name_any(), &params, &Patch::Apply(&patch))
         .await;
     ctx.metrics.record_status_write(written.is_ok());
-    written.map_err(Error::StatusWrite)?;
+    match written {
+        Ok(_) => {}
+        Err(kube::Error::Api(response)) if response.code == 409 => return Ok(Write::Conflict),
+        Err(error) => return Err(Error::StatusWrite(error)),
+    }
     publish_event(object, previous, &decision.status, ctx).await;
-    Ok(())
+    Ok(Write::Written)
+}
+
+/// The result of [`write_if_changed`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Write {
+    Unchanged,
+    Written,
+    /// The object changed since it was read; nothing was written.
+    Conflict,
+}
+
+/// Returns `action`, or a quick retry when the write found a newer object.
+fn after_write(write: Write, action: Action) -> Action {
+    match write {
+        Write::Conflict => Action::requeue(CONFLICT_RETRY),
+        Write::Unchanged | Write::Written => action,
+    }
 }
 
 async fn publish_event(

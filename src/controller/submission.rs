@@ -1,13 +1,17 @@
 //! Run-restore requests for `spec.restore`, sent at most once per object.
 //!
 //! The request is recorded in status (`submittedTime`, state `Sending`) by a write that
-//! fails if the object changed since it was read, and only then sent. A later reconcile,
+//! fails if the object changed since a fresh read, and only then sent. A later reconcile,
 //! a restarted operator or another replica therefore finds the record and never sends
-//! again. A `Sending` record without an answer means the sender stopped in between, so
-//! the outcome is `Unknown` and nothing is resent. Only failures that happen before the
-//! request leaves (login, TLS, connecting) are `NotSent` and allow a later attempt.
+//! again. A `Sending` record still without a response after [`in_flight_left`] runs out
+//! means the sender stopped in between, so the outcome is `Unknown` and nothing is
+//! resent. Only failures that happen before the request leaves (login, TLS, connecting)
+//! are `NotSent` and allow a later attempt.
+
+use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
 
 use super::conditions::{self, ConditionSpec};
 use crate::crd::{Condition, RestoreRequest, ServerMessage, Submission, SubmissionState};
@@ -23,6 +27,41 @@ pub fn sending(request: &RestoreRequest) -> Submission {
         http_status: None,
         message_id: None,
         message: "recorded; sending the run-restore request".to_owned(),
+    }
+}
+
+/// Number of requests a `Sending` record may still be waiting for: the POST, then a login
+/// and a second POST after a rejected session id. The login before recording is done.
+const REQUESTS_AFTER_RECORDING: u32 = 3;
+
+/// Margin for writing the response to the API server after the last request.
+const ANSWER_WRITE_MARGIN: Duration = Duration::from_secs(5);
+
+/// Returns how much longer a `Sending` record made at `submitted` may wait for the
+/// server's response, with each request taking at most `timeout_seconds`. Zero means the
+/// sender must have stopped.
+#[must_use]
+pub fn in_flight_left(submitted: &Timestamp, timeout_seconds: u32, now: Timestamp) -> Duration {
+    let limit =
+        Duration::from_secs(u64::from(timeout_seconds) * u64::from(REQUESTS_AFTER_RECORDING))
+            + ANSWER_WRITE_MARGIN;
+    let elapsed = now.duration_since(*submitted);
+    if elapsed.is_negative() {
+        return limit;
+    }
+    limit.saturating_sub(elapsed.unsigned_abs())
+}
+
+/// Builds the record for a request that `error` stopped before it left (a failed login,
+/// a certificate, a refused connection), so it is sent again later.
+#[must_use]
+pub fn not_sent(backup_file_path: &str, error: &SklmError) -> Submission {
+    Submission {
+        backup_file_path: backup_file_path.to_owned(),
+        state: SubmissionState::NotSent,
+        http_status: error.http_status(),
+        message_id: error.message_id().map(str::to_owned),
+        message: format!("not sent: {error}"),
     }
 }
 
@@ -221,6 +260,35 @@ mod tests {
         assert!(needs_sending(Some(&record)));
         record.state = SubmissionState::Unknown;
         assert!(!needs_sending(Some(&record)));
+    }
+
+    #[test]
+    fn login_server_error_is_not_sent() {
+        let record = not_sent("/b.jar", &http(503, "CTGKM0001E"));
+        assert_eq!(record.state, SubmissionState::NotSent);
+        assert_eq!(record.http_status, Some(503));
+        assert!(needs_sending(Some(&record)));
+    }
+
+    #[test]
+    fn in_flight_covers_three_requests_and_the_write() {
+        let submitted = Timestamp::from_second(1_800_000_000).expect("valid");
+        let at = |s: i64| Timestamp::from_second(1_800_000_000 + s).expect("valid");
+        assert_eq!(
+            in_flight_left(&submitted, 10, at(0)),
+            Duration::from_secs(35)
+        );
+        assert_eq!(
+            in_flight_left(&submitted, 10, at(30)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(in_flight_left(&submitted, 10, at(35)), Duration::ZERO);
+        assert_eq!(in_flight_left(&submitted, 10, at(3600)), Duration::ZERO);
+        // A clock behind the writer's: the whole limit is left.
+        assert_eq!(
+            in_flight_left(&submitted, 10, at(-5)),
+            Duration::from_secs(35)
+        );
     }
 
     #[test]

@@ -321,6 +321,16 @@ impl Session {
         Ok(response::parse_lenient_message(&reply))
     }
 
+    /// Logs in unless the session has an id already. The run-restore request logs in
+    /// first, so that a failed login is known not to have sent anything.
+    pub async fn ensure_login(&self) -> Result<(), SklmError> {
+        let mut auth = self.auth.lock().await;
+        if auth.is_none() {
+            self.login_into(&mut auth).await?;
+        }
+        Ok(())
+    }
+
     /// Ends the session on the server, if there is one. Failures are only logged, since
     /// the server drops idle sessions by itself.
     pub async fn logout(&self) {

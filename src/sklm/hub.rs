@@ -217,9 +217,9 @@ impl Hub {
                     let _ = self.trigger.unbounded_send(object);
                 }
             }
-            // After the first poll, start the period at a random point of the interval so
-            // pollers that start together do not poll together; then a fixed period, so a
-            // change on the server shows within one interval.
+            // The first period starts at a random point of the interval, so pollers that
+            // start together do not poll together. Later periods are fixed, so a change on
+            // the server shows within one interval.
             let mut delay = if previous.is_none() && failures == 0 {
                 interval.mul_f64(rand::random_range(0.5..=1.0))
             } else {

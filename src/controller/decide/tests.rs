@@ -564,6 +564,29 @@ fn row_submission_unknown_watches_as_usual() {
 }
 
 #[test]
+fn row_submission_accepted_outage_polled_before_is_not_restart() {
+    let status = submitted(SubmissionState::Accepted, 5);
+    // The poller's latest poll, at second 4, failed: it says nothing about the restore.
+    let stale = snapshot(Err(unreachable()), None, 4);
+    let decision = step(&status, &stale, 5);
+    assert_eq!(decision.status.phase, Some(Phase::Running));
+    assert_eq!(
+        ready(&decision.status),
+        ("False", reason::SERVER_UNREACHABLE)
+    );
+    let next = step(
+        &decision.status,
+        &snapshot(answer(RestorePhase::Idle), None, 7),
+        7,
+    );
+    assert_eq!(
+        ready(&next.status),
+        ("False", reason::SUBMITTED_RESTORE_STARTING),
+        "no outage was polled since the submission"
+    );
+}
+
+#[test]
 fn row_other_condition_types_are_kept() {
     let mut status = submitted(SubmissionState::Accepted, 5);
     let extra = crate::crd::Condition {
