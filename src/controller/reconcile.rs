@@ -242,7 +242,7 @@ impl Sender<'_> {
         if !submission::needs_sending(record.as_ref()) {
             return Ok(Some(self.settle(stored, record)));
         }
-        let path = &self.request.backup_file_path;
+        let backup = &self.request.backup_file_path;
         if let Some(rejected) = self.login_rejected() {
             // The poller retries rejected credentials every 5 minutes. A retry here would
             // log in every 30 s, which may lock the account.
@@ -250,7 +250,7 @@ impl Sender<'_> {
         }
         let session = match self.ctx.hub.session(self.target) {
             Ok(session) => session,
-            Err(error) => return Ok(Some(self.not_sent(stored, &*error))),
+            Err(error) => return Ok(Some(self.not_sent(stored, &error))),
         };
         // Log in before recording, so a failed login is surely `NotSent`.
         if let Err(error) = session.ensure_login().await {
@@ -277,12 +277,12 @@ impl Sender<'_> {
         };
         self.ctx.remember(&uid, submission::sending(self.request));
         let outcome = session
-            .run_restore(path, self.backup_password.as_deref())
+            .run_restore(backup, self.backup_password.as_deref())
             .await;
-        let record = submission::classify(path, outcome.as_ref());
+        let record = submission::classify(backup, outcome.as_ref());
         tracing::info!(
             object = %ObjectRef::from_obj(object),
-            backup = %path,
+            %backup,
             state = record.state.as_str(),
             "run-restore request sent"
         );
