@@ -1019,6 +1019,61 @@ async fn rejected_credentials_submission_logs_in_rarely() {
     );
 }
 
+/// Status writes of a `spec.restore` object name the resourceVersion they were decided
+/// from, so spec and metadata edits make them conflict. Edits during a submitted restore
+/// must still let every polled step reach status, with no conflict surfacing.
+#[tokio::test]
+async fn edits_during_submitted_restore_keep_polled_phase() {
+    let (env, sim, control) = setup("editsdr").await;
+    set_run_defaults(&control, 1500, 2).await;
+    let operator = Operator::start(&env, &[]);
+    let recorder = StateRecorder::start(env.restores(), "dr");
+    env.create_restore("dr", &sim, restore_spec()).await;
+    env.wait_logged(&operator, "dr", WAIT, |s| {
+        has_state(s, SubmissionState::Accepted)
+    })
+    .await;
+
+    // Edit metadata every 100 ms and the spec every 500 ms while the restore runs.
+    let api = env.restores();
+    let editor = tokio::spawn(async move {
+        for round in 0u32..80 {
+            let patch = if round % 5 == 0 {
+                json!({"spec": {"pollIntervalSeconds": 1 + round % 2}})
+            } else {
+                json!({"metadata": {"annotations": {"test/round": round.to_string()}}})
+            };
+            api.patch("dr", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .expect("edit object");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let object = env
+        .wait_logged(&operator, "dr", Duration::from_secs(90), |s| {
+            s.phase.is_some_and(Phase::is_finished)
+        })
+        .await;
+    editor.await.expect("editor task");
+    let seen = recorder.stop();
+    let status = object.status.expect("status");
+    assert_eq!(status.phase, Some(Phase::Completed), "{}", pretty(&status));
+    assert!(
+        has_state(&status, SubmissionState::Accepted),
+        "{}",
+        pretty(&status)
+    );
+    assert_eq!(posts(&control).await, 1);
+    assert!(
+        !seen.contains(&Some(SubmissionState::Unknown)),
+        "states seen: {seen:?}"
+    );
+    let log = operator.log();
+    assert!(!log.contains("409"), "a conflict surfaced:\n{log}");
+    assert!(!log.contains("Conflict"), "a conflict surfaced:\n{log}");
+    assert!(!log.contains("reconcile failed"), "{log}");
+}
+
 /// Submission time of the pure `decide` tests, in seconds since the Unix epoch.
 const SUBMITTED_AT: i64 = 1_800_000_000;
 

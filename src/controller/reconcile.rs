@@ -259,18 +259,9 @@ impl Sender<'_> {
         let mut claimed = stored.status.clone();
         claimed.submitted_time = Some(decide::whole_seconds(Timestamp::now()));
         claimed.submission = Some(submission::sending(self.request));
-        let patch = serde_json::json!({
-            "apiVersion": "sklm.dev/v1alpha1",
-            "kind": "SklmRestore",
-            "metadata": {"resourceVersion": stored.resource_version},
-            "status": claimed,
-        });
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        let written = api
-            .patch_status(&object.name_any(), &params, &Patch::Apply(&patch))
-            .await;
-        self.ctx.metrics.record_status_write(written.is_ok());
-        let written = match written {
+        let name = object.name_any();
+        let written = apply_status(&api, &name, &claimed, stored.resource_version, self.ctx);
+        let written = match written.await {
             Ok(written) => written,
             Err(kube::Error::Api(response)) if response.code == 409 => return Ok(None),
             Err(error) => return Err(Error::StatusWrite(error)),
@@ -436,19 +427,21 @@ async fn write_if_changed(
     }
     let api: Api<SklmRestore> =
         Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
-    let mut patch = serde_json::json!({
-        "apiVersion": "sklm.dev/v1alpha1",
-        "kind": "SklmRestore",
-        "status": decision.status,
-    });
-    if let Some(resource_version) = precondition {
-        patch["metadata"] = serde_json::json!({"resourceVersion": resource_version});
+    let name = object.name_any();
+    let mut written = apply_status(&api, &name, &decision.status, precondition, ctx).await;
+    if is_conflict(&written) {
+        // A spec or metadata edit also moves the resourceVersion. The decision still
+        // holds when the run-restore record is unchanged, so write it once more.
+        let fresh = api.get_status(&name).await.map_err(Error::StatusRead)?;
+        let fresh_status = fresh.status.clone().unwrap_or_default();
+        let same_record = fresh_status.submission == previous.submission
+            && fresh_status.submitted_time == previous.submitted_time;
+        if !same_record || fresh.uid() != object.uid() {
+            return Ok(Write::Conflict);
+        }
+        let precondition = fresh.resource_version();
+        written = apply_status(&api, &name, &decision.status, precondition, ctx).await;
     }
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    let written = api
-        .patch_status(&object.name_any(), &params, &Patch::Apply(&patch))
-        .await;
-    ctx.metrics.record_status_write(written.is_ok());
     match written {
         Ok(_) => {}
         Err(kube::Error::Api(response)) if response.code == 409 => return Ok(Write::Conflict),
@@ -456,6 +449,33 @@ async fn write_if_changed(
     }
     publish_event(object, previous, &decision.status, ctx).await;
     Ok(Write::Written)
+}
+
+/// Writes `status` by server-side apply, failing with 409 when `resource_version` is set
+/// and the object has moved past it.
+async fn apply_status(
+    api: &Api<SklmRestore>,
+    name: &str,
+    status: &SklmRestoreStatus,
+    resource_version: Option<String>,
+    ctx: &Context,
+) -> Result<SklmRestore, kube::Error> {
+    let mut patch = serde_json::json!({
+        "apiVersion": "sklm.dev/v1alpha1",
+        "kind": "SklmRestore",
+        "status": status,
+    });
+    if let Some(resource_version) = resource_version {
+        patch["metadata"] = serde_json::json!({"resourceVersion": resource_version});
+    }
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let written = api.patch_status(name, &params, &Patch::Apply(&patch)).await;
+    ctx.metrics.record_status_write(written.is_ok());
+    written
+}
+
+fn is_conflict<T>(result: &Result<T, kube::Error>) -> bool {
+    matches!(result, Err(kube::Error::Api(response)) if response.code == 409)
 }
 
 /// The result of [`write_if_changed`].
