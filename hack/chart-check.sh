@@ -6,18 +6,21 @@
 #   hack/chart-check.sh
 #   KUBECONFIG=target/control-plane/kubeconfig hack/chart-check.sh
 #
-# The API server rejects objects in a namespace that does not exist, so both namespaces
+# The API server rejects objects in a namespace that does not exist, so the namespaces
 # below must exist for the dry run. Settings (environment):
 #   SKLM_CHART_NAMESPACE        release namespace (default: default)
 #   SKLM_CHART_WATCH_NAMESPACE  watched namespace of the `namespace` scope (default:
 #                               kube-public). It differs from the release namespace, so the
 #                               check covers a Role outside the release namespace.
+#   SKLM_CHART_WATCH_NAMESPACE_2  second watched namespace, for the rendering with a list
+#                               of two (default: kube-node-lease)
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 chart="$repo_root/charts/sklm-restore-operator"
 release_namespace="${SKLM_CHART_NAMESPACE:-default}"
 watch_namespace="${SKLM_CHART_WATCH_NAMESPACE:-kube-public}"
+watch_namespace_2="${SKLM_CHART_WATCH_NAMESPACE_2:-kube-node-lease}"
 release=sklm-restore-operator
 
 step() { printf '\n==> %s\n' "$*" >&2; }
@@ -54,6 +57,13 @@ expect_line() {
   fi
 }
 
+# Asserts that the rendering NAME has exactly COUNT lines matching REGEX.
+expect_count() {
+  local name="$1" regex="$2" count="$3" found
+  found="$(grep -Ec -- "$regex" "$work/$name.yaml" || true)"
+  [[ $found == "$count" ]] || fail "$name: $found lines match /$regex/, expected $count"
+}
+
 # Asserts that `helm template` rejects the values, with an error matching REGEX.
 expect_render_error() {
   local regex="$1"
@@ -73,7 +83,7 @@ cmp -s "$repo_root/crds/sklmrestores.sklm.dev.yaml" "$chart/crds/sklmrestores.sk
 step "helm lint ($("$helm" version --template '{{.Version}}'))"
 "$helm" lint --strict "$chart" --namespace "$release_namespace"
 "$helm" lint --strict "$chart" --namespace "$release_namespace" \
-  --set rbac.scope=namespace --set watchNamespace="$watch_namespace"
+  --set rbac.scope=namespace --set "watchNamespaces={$watch_namespace,$watch_namespace_2}"
 
 step "helm template: cluster scope, one replica"
 render cluster
@@ -95,14 +105,28 @@ expect_line cluster-ha "^  name: $release-leader-election$"
 expect_line cluster-ha 'resourceNames: \["sklm-restore-operator"\]'
 
 step "helm template: namespace scope, leader election on"
-render namespace --set rbac.scope=namespace --set watchNamespace="$watch_namespace" \
+render namespace --set rbac.scope=namespace --set "watchNamespaces={$watch_namespace}" \
   --set leaderElection.enabled=true
+expect_count namespace '- --namespace=' 1
 expect_line namespace "- --namespace=$watch_namespace\$"
 expect_line namespace '- --leader-election$'
-expect_line namespace '^kind: Role$'
-expect_line namespace '^kind: RoleBinding$'
+# The watch Role and the leader-election Role, each with its binding.
+expect_count namespace '^kind: Role$' 2
+expect_count namespace '^kind: RoleBinding$' 2
 expect_line namespace "^  namespace: $watch_namespace\$"
 expect_line ! namespace '^kind: ClusterRole'
+
+step "helm template: namespace scope, two namespaces, one listed twice"
+render namespace-list --set rbac.scope=namespace \
+  --set "watchNamespaces={$watch_namespace,$watch_namespace_2,$watch_namespace}"
+expect_count namespace-list '- --namespace=' 2
+expect_line namespace-list "- --namespace=$watch_namespace\$"
+expect_line namespace-list "- --namespace=$watch_namespace_2\$"
+expect_count namespace-list '^kind: Role$' 2
+expect_count namespace-list '^kind: RoleBinding$' 2
+expect_count namespace-list "^  namespace: $watch_namespace\$" 2
+expect_count namespace-list "^  namespace: $watch_namespace_2\$" 2
+expect_line ! namespace-list '^kind: ClusterRole'
 
 step "helm template: namespace scope defaults to the release namespace"
 render namespace-default --set rbac.scope=namespace
@@ -117,6 +141,12 @@ expect_line extras 'image: "sklm-restore-operator@sha256:0{64}"$'
 step "helm template: invalid values are rejected"
 expect_render_error 'rbac.scope must be "cluster" or "namespace"' --set rbac.scope=everywhere
 expect_render_error 'serviceAccount.name is required' --set serviceAccount.create=false
+expect_render_error 'watchNamespace was replaced by the list watchNamespaces' \
+  --set rbac.scope=namespace --set watchNamespace=keys
+expect_render_error '"Keys" is not a namespace name' \
+  --set rbac.scope=namespace --set 'watchNamespaces={keys,Keys}'
+expect_render_error 'watchNamespaces must be a list' \
+  --set rbac.scope=namespace --set watchNamespaces=keys
 
 if [[ -n "${KUBECONFIG:-}" ]]; then
   server_version="$(kubectl version -o json 2>/dev/null | sed -n 's/.*"gitVersion": "\([^"]*\)".*/\1/p' | tail -n1)"
@@ -126,7 +156,7 @@ if [[ -n "${KUBECONFIG:-}" ]]; then
   kubectl apply --dry-run=server --server-side --force-conflicts --field-manager=sklm-chart-check \
     -f "$chart/crds/sklmrestores.sklm.dev.yaml" || fail "the API server rejected the CRD"
   # The ServiceMonitor rendering is left out: it needs the Prometheus Operator CRDs.
-  for name in cluster cluster-ha namespace namespace-default; do
+  for name in cluster cluster-ha namespace namespace-list namespace-default; do
     step "kubectl apply --dry-run=server: $name (server ${server_version:-version unknown})"
     kubectl apply --dry-run=server --validate=strict -f - <"$work/$name.yaml" \
       || fail "the API server rejected the $name rendering"

@@ -9,31 +9,30 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use kube::runtime::reflector::Store;
 use tokio::sync::watch;
 
-use crate::crd::SklmRestore;
+use crate::controller::ObjectCaches;
 use crate::metrics::Metrics;
 
 #[derive(Clone)]
 struct AppState {
     metrics: Arc<Metrics>,
-    store: watch::Receiver<Option<Store<SklmRestore>>>,
+    caches: watch::Receiver<Option<ObjectCaches>>,
 }
 
 /// Serves the endpoints until `shutdown` resolves. `/readyz` answers 200 once the
-/// controller has its object cache.
+/// controllers have filled their object caches.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
-    store: watch::Receiver<Option<Store<SklmRestore>>>,
+    caches: watch::Receiver<Option<ObjectCaches>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
-        .with_state(AppState { metrics, store });
+        .with_state(AppState { metrics, caches });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -46,10 +45,10 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
 
 async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
     let objects = state
-        .store
+        .caches
         .borrow()
         .as_ref()
-        .map(Store::state)
+        .map(ObjectCaches::objects)
         .unwrap_or_default();
     (
         [(
@@ -60,14 +59,14 @@ async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// Ready once the controller's object cache is filled; a replica waiting for the leader
-/// lease is ready too, so rolling updates can proceed.
+/// Ready once the object cache of every watched namespace is filled; a replica waiting for
+/// the leader lease is ready too, so rolling updates can proceed.
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    let store = state.store.borrow().clone();
-    let Some(store) = store else {
+    let caches = state.caches.borrow().clone();
+    let Some(caches) = caches else {
         return (StatusCode::OK, "standby");
     };
-    let filled = tokio::time::timeout(Duration::from_secs(1), store.wait_until_ready()).await;
+    let filled = tokio::time::timeout(Duration::from_secs(1), caches.wait_until_ready()).await;
     match filled {
         Ok(Ok(())) => (StatusCode::OK, "ready"),
         _ => (

@@ -29,9 +29,17 @@ enum Command {
 
 #[derive(clap::Args, Debug)]
 struct RunArgs {
-    /// Watch only this namespace (default: all namespaces).
-    #[arg(long, env = "SKLM_WATCH_NAMESPACE")]
-    namespace: Option<String>,
+    /// Watch only these namespaces (default: all namespaces). Repeat the option or give a
+    /// comma-separated list; each namespace gets its own watches, so Roles in those
+    /// namespaces are enough.
+    #[arg(
+        long = "namespace",
+        env = "SKLM_WATCH_NAMESPACE",
+        value_name = "NAMESPACE",
+        value_delimiter = ',',
+        value_parser = runner::parse_namespace
+    )]
+    namespaces: Vec<String>,
 
     /// Address of the /metrics, /healthz and /readyz endpoints.
     #[arg(long, env = "SKLM_HTTP_ADDR", default_value = "0.0.0.0:8080")]
@@ -97,7 +105,7 @@ fn run_config(args: RunArgs) -> runner::RunConfig {
         identity: args.identity.unwrap_or_else(default_identity),
     });
     runner::RunConfig {
-        namespace: args.namespace,
+        namespaces: args.namespaces,
         http_addr: args.http_addr,
         leader_election,
     }

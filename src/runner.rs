@@ -1,10 +1,10 @@
-//! Startup wiring of `run`: the HTTP endpoints, leader election, the controller, and a
+//! Startup wiring of `run`: the HTTP endpoints, leader election, the controllers, and a
 //! clean stop on SIGTERM.
 //!
-//! With leader election on, the controller (and so every poll and login) runs only while
-//! this replica holds the Lease; losing it stops the controller and its pollers at once,
-//! and SIGTERM releases the Lease so another replica takes over without waiting for it to
-//! expire.
+//! With leader election on, the controllers of all watched namespaces (and so every poll
+//! and login) run only while this replica holds the Lease. Losing it stops them and their
+//! pollers at once. SIGTERM releases the Lease, so another replica takes over without
+//! waiting for it to expire.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::controller::{self, Scope};
+use crate::controller::{self, ObjectCaches, Scope};
 use crate::metrics::Metrics;
 
 /// Seconds a Lease stays valid without renewal; a new leader waits at most this long
@@ -28,7 +28,8 @@ const STANDBY_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 /// What `run` needs from the command line.
 #[derive(Clone, Debug)]
 pub struct RunConfig {
-    pub namespace: Option<String>,
+    /// Namespaces to watch; empty means all namespaces.
+    pub namespaces: Vec<String>,
     pub http_addr: SocketAddr,
     pub leader_election: Option<LeaderElection>,
 }
@@ -41,6 +42,31 @@ pub struct LeaderElection {
     pub identity: String,
 }
 
+/// Maximum length of a namespace name, a DNS-1123 label.
+const MAX_NAMESPACE_LEN: usize = 63;
+
+/// Checks one `--namespace` value: a namespace name is a DNS-1123 label. Returns the name,
+/// or the reason it is invalid.
+pub fn parse_namespace(value: &str) -> Result<String, String> {
+    if value.is_empty() {
+        return Err(
+            "a namespace name must not be empty; omit --namespace to watch all namespaces"
+                .to_owned(),
+        );
+    }
+    let valid_chars = value
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let alphanumeric_ends = !value.starts_with('-') && !value.ends_with('-');
+    if value.len() > MAX_NAMESPACE_LEN || !valid_chars || !alphanumeric_ends {
+        return Err(format!(
+            "not a valid namespace name: use at most {MAX_NAMESPACE_LEN} lowercase letters, \
+             digits and '-', starting and ending with a letter or digit (a DNS-1123 label)"
+        ));
+    }
+    Ok(value.to_owned())
+}
+
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
@@ -50,40 +76,30 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     let listener = crate::http::bind(config.http_addr)
         .await
         .with_context(|| format!("failed to listen on {}", config.http_addr))?;
+    let scope = Scope::from_namespaces(config.namespaces);
     tracing::info!(
         addr = %listener.local_addr()?,
-        namespace = config.namespace.as_deref().unwrap_or("*"),
+        namespaces = %scope,
         leader_election = config.leader_election.is_some(),
         "starting"
     );
     let shutdown = CancellationToken::new();
-    let (store_tx, store_rx) = watch::channel(None);
+    let (caches_tx, caches_rx) = watch::channel(None);
     let http = tokio::spawn(crate::http::serve(
         listener,
         Arc::clone(&metrics),
-        store_rx,
+        caches_rx,
         shutdown.clone().cancelled_owned(),
     ));
     tokio::spawn(cancel_on_signal(shutdown.clone()));
 
-    let scope = match config.namespace {
-        Some(ns) => Scope::Namespace(ns),
-        None => Scope::Cluster,
-    };
     match config.leader_election {
         None => {
             metrics.set_leader(true);
-            controller::run(
-                client,
-                scope,
-                metrics,
-                store_tx,
-                shutdown.clone().cancelled_owned(),
-            )
-            .await;
+            controller::run(client, scope, metrics, caches_tx, shutdown.clone()).await;
         }
         Some(election) => {
-            run_elected(client, scope, metrics, store_tx, election, &shutdown).await?;
+            run_elected(client, scope, metrics, caches_tx, election, &shutdown).await?;
         }
     }
     http.await
@@ -97,7 +113,7 @@ async fn run_elected(
     client: kube::Client,
     scope: Scope,
     metrics: Arc<Metrics>,
-    store_tx: watch::Sender<Option<kube::runtime::reflector::Store<crate::crd::SklmRestore>>>,
+    caches_tx: watch::Sender<Option<ObjectCaches>>,
     election: LeaderElection,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
@@ -131,13 +147,13 @@ async fn run_elected(
             client.clone(),
             scope.clone(),
             Arc::clone(&metrics),
-            store_tx.clone(),
-            stop.cancelled_owned(),
+            caches_tx.clone(),
+            stop,
         )
         .await;
         watcher.abort();
         metrics.set_leader(false);
-        let _ = store_tx.send(None);
+        let _ = caches_tx.send(None);
         if shutdown.is_cancelled() {
             break;
         }
@@ -222,4 +238,33 @@ async fn cancel_on_signal(token: CancellationToken) {
     }
     tracing::info!("shutting down");
     token.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespace_accepts_dns_labels() {
+        for name in ["keys", "a", "team-1", "0ab", &"x".repeat(MAX_NAMESPACE_LEN)] {
+            assert_eq!(parse_namespace(name).as_deref(), Ok(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn namespace_rejects_invalid_names() {
+        let too_long = "x".repeat(MAX_NAMESPACE_LEN + 1);
+        for name in [
+            "Keys", "-keys", "keys-", "my_ns", "a.b", "kéys", " keys", &too_long,
+        ] {
+            let error = parse_namespace(name).expect_err(name);
+            assert!(error.contains("DNS-1123"), "{name}: {error}");
+        }
+    }
+
+    #[test]
+    fn namespace_rejects_empty_name() {
+        let error = parse_namespace("").expect_err("empty");
+        assert!(error.contains("must not be empty"), "{error}");
+    }
 }

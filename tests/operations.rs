@@ -136,10 +136,9 @@ async fn kubectl_wait_both_forms_return() {
 /// The identity the test API server's token file gives `operator.kubeconfig`.
 const OPERATOR_NAMESPACE: &str = "sklm-system";
 
-#[tokio::test]
-async fn rbac_namespaced_chart_permissions_suffice() {
-    let env = TestEnv::new("rbac").await;
-    let _ = kubectl(&["create", "namespace", OPERATOR_NAMESPACE]);
+/// Renders the chart's RBAC and ServiceAccount in `namespace` scope for `watched`, and
+/// applies them as the admin.
+fn apply_namespaced_chart_rbac(env: &TestEnv, watched: &[&str]) {
     let helm = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/hack/tools.sh"))
         .arg("helm")
         .output()
@@ -153,7 +152,7 @@ async fn rbac_namespaced_chart_permissions_suffice() {
         .expect("path")
         .trim()
         .to_owned();
-    let watch = format!("watchNamespace={}", env.namespace);
+    let watch = format!("watchNamespaces={{{}}}", watched.join(","));
     let rendered = Command::new(&helm)
         .args([
             "template",
@@ -189,40 +188,79 @@ async fn rbac_namespaced_chart_permissions_suffice() {
         "{}",
         String::from_utf8_lossy(&applied.stderr)
     );
+}
 
-    // Run as the chart's ServiceAccount, bound only by what the chart rendered.
+/// The operator watches two namespaces with only the Roles the chart renders for them,
+/// shares one poller between objects in both that poll the same server as the same user,
+/// and cannot read Secrets anywhere else.
+#[tokio::test]
+async fn rbac_namespaced_chart_permissions_suffice() {
+    let env = TestEnv::new("rbac").await;
+    let second = TestEnv::new("rbac-second").await;
+    let unwatched = TestEnv::new("rbac-unwatched").await;
+    let _ = kubectl(&["create", "namespace", OPERATOR_NAMESPACE]);
+    apply_namespaced_chart_rbac(&env, &[&env.namespace, &second.namespace]);
+
+    // Run as the chart's ServiceAccount, bound only by what the chart rendered. The
+    // operator gets `--namespace` for `env` from the helper, and the second one here.
     let kubeconfig = std::path::Path::new(&std::env::var("KUBECONFIG").expect("KUBECONFIG"))
         .with_file_name("operator.kubeconfig");
     let sim = env.start_sim(&[]);
-    env.put_default_secrets(&sim).await;
-    let operator = Operator::start_with_kubeconfig(&env, &kubeconfig, &[]);
-    env.create_restore("dr", &sim, json!({})).await;
-    env.wait_logged(&operator, "dr", WAIT, |s| s.phase == Some(Phase::Waiting))
-        .await;
-    let events = env.event_text().await;
-    assert!(
-        events.contains("WaitingForRestore"),
-        "events recorded: {events}"
-    );
+    let control = sim.control().expect("control client");
+    for watched in [&env, &second, &unwatched] {
+        watched.put_default_secrets(&sim).await;
+    }
+    let operator =
+        Operator::start_with_kubeconfig(&env, &kubeconfig, &["--namespace", &second.namespace]);
+    let objects = [(&env, "dr"), (&second, "dr-second")];
+    for (watched, name) in objects {
+        watched.create_restore(name, &sim, json!({})).await;
+    }
+    for (watched, name) in objects {
+        watched
+            .wait_logged(&operator, name, WAIT, |s| s.phase == Some(Phase::Waiting))
+            .await;
+        let events = watched.event_text().await;
+        assert!(
+            events.contains("WaitingForRestore"),
+            "events recorded in {}: {events}",
+            watched.namespace
+        );
+    }
     assert!(!operator.log().contains("forbidden"), "{}", operator.log());
 
-    let kubeconfig = kubeconfig.to_str().expect("UTF-8 path");
+    // Same server, same user and same CA: one poller, so one session for both objects.
+    assert_eq!(
+        control.login_count().await.expect("count"),
+        1,
+        "logins at the simulator"
+    );
+    let metrics = operator.metrics().await;
+    assert_eq!(series(&metrics, "sklm_logins_total"), 1);
+    assert_eq!(
+        series(&metrics, r#"sklm_restores{phase="Waiting"}"#),
+        2,
+        "objects of both namespaces in the phase gauge"
+    );
+    assert_eq!(operator.readyz().await, Some(200), "/readyz");
+
+    let kubeconfig_path = kubeconfig.to_str().expect("UTF-8 path");
     let outside = kubectl(&[
         "--kubeconfig",
-        kubeconfig,
+        kubeconfig_path,
         "get",
         "secrets",
         "-n",
-        "default",
+        &unwatched.namespace,
     ]);
     assert!(
         !outside.status.success(),
-        "reading Secrets outside the watched namespace must fail"
+        "reading Secrets outside the watched namespaces must fail"
     );
     assert!(String::from_utf8_lossy(&outside.stderr).contains("forbidden"));
     let all = kubectl(&[
         "--kubeconfig",
-        kubeconfig,
+        kubeconfig_path,
         "get",
         "secrets",
         "--all-namespaces",
@@ -230,6 +268,28 @@ async fn rbac_namespaced_chart_permissions_suffice() {
     assert!(
         !all.status.success(),
         "listing Secrets cluster-wide must fail"
+    );
+
+    // A watched namespace without a Role: the other namespace still gets statuses,
+    // /readyz reports the unfilled cache, and SIGTERM still stops the operator.
+    drop(operator);
+    let mut partial = Operator::start_with_kubeconfig(
+        &second,
+        &kubeconfig,
+        &["--namespace", &unwatched.namespace],
+    );
+    second.create_restore("dr-later", &sim, json!({})).await;
+    second
+        .wait_logged(&partial, "dr-later", WAIT, |s| {
+            s.phase == Some(Phase::Waiting)
+        })
+        .await;
+    assert_eq!(partial.readyz().await, Some(503), "/readyz");
+    assert!(partial.log().contains("forbidden"), "{}", partial.log());
+    assert!(
+        partial.terminate(),
+        "the operator did not stop on SIGTERM; log:\n{}",
+        partial.log()
     );
 }
 

@@ -7,6 +7,10 @@
 //! controller to reconcile its subscribers whenever the answer changes. A poller whose
 //! subscribers are all gone (deleted, moved to another server, or finished) logs out and
 //! stops.
+//!
+//! One hub serves every controller of the process, so objects in different namespaces
+//! that poll the same server as the same user share one poller and one session. The hub
+//! sends each trigger to the controller that watches the object's namespace.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -70,6 +74,43 @@ struct PollerEntry {
     wake: Arc<Notify>,
 }
 
+/// The object cache and trigger channel of one controller.
+#[derive(Clone)]
+pub struct Route {
+    /// Objects the controller watches; a subscriber missing from it is gone.
+    pub store: Store<SklmRestore>,
+    /// Makes the controller reconcile an object.
+    pub trigger: UnboundedSender<Key>,
+}
+
+/// The controllers a hub serves.
+#[derive(Clone)]
+pub enum Routes {
+    /// One controller watches every namespace.
+    AllNamespaces(Route),
+    /// One controller per watched namespace, by namespace name.
+    PerNamespace(HashMap<String, Route>),
+}
+
+impl Routes {
+    /// Finds the route of the controller that watches `object`, or `None` when no
+    /// controller watches its namespace.
+    fn route(&self, object: &Key) -> Option<&Route> {
+        match self {
+            Routes::AllNamespaces(route) => Some(route),
+            Routes::PerNamespace(routes) => {
+                object.namespace.as_deref().and_then(|ns| routes.get(ns))
+            }
+        }
+    }
+
+    /// Reports whether the controller of `object` no longer has it in its cache.
+    fn is_gone(&self, object: &Key) -> bool {
+        self.route(object)
+            .is_none_or(|route| route.store.get(object).is_none())
+    }
+}
+
 #[derive(Default)]
 struct HubState {
     pollers: HashMap<Arc<PollTarget>, PollerEntry>,
@@ -80,23 +121,17 @@ struct HubState {
 /// The registry of pollers.
 pub struct Hub {
     state: Mutex<HubState>,
-    store: Store<SklmRestore>,
-    trigger: UnboundedSender<Key>,
+    routes: Routes,
     metrics: Arc<Metrics>,
     stopped: CancellationToken,
 }
 
 impl Hub {
     #[must_use]
-    pub fn new(
-        store: Store<SklmRestore>,
-        trigger: UnboundedSender<Key>,
-        metrics: Arc<Metrics>,
-    ) -> Arc<Self> {
+    pub fn new(routes: Routes, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Hub {
             state: Mutex::new(HubState::default()),
-            store,
-            trigger,
+            routes,
             metrics,
             stopped: CancellationToken::new(),
         })
@@ -139,7 +174,7 @@ impl Hub {
         latest
     }
 
-    /// Stops every poller (each logs out first); used when the controller stops or this
+    /// Stops every poller (each logs out first); used when the controllers stop or this
     /// replica loses the leader lease.
     pub fn shutdown(&self) {
         self.stopped.cancel();
@@ -213,8 +248,12 @@ impl Hub {
             };
             if changed {
                 for object in subscribers {
-                    // The receiver only closes when the controller stops.
-                    let _ = self.trigger.unbounded_send(object);
+                    // Every subscriber has a route, because only the reconcile of a
+                    // watching controller subscribes. A send fails only after that
+                    // controller stopped.
+                    if let Some(route) = self.routes.route(&object) {
+                        let _ = route.trigger.unbounded_send(object);
+                    }
                 }
             }
             // The first period starts at a random point of the interval, so pollers that
@@ -250,7 +289,7 @@ impl Hub {
         let gone: Vec<Key> = entry
             .subscribers
             .keys()
-            .filter(|object| self.store.get(object).is_none())
+            .filter(|object| self.routes.is_gone(object))
             .cloned()
             .collect();
         for object in &gone {
@@ -370,6 +409,61 @@ fn next_delay(interval: Duration, failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn object(namespace: &str, name: &str) -> Key {
+        ObjectRef::new(name).within(namespace)
+    }
+
+    fn route() -> (Route, kube::runtime::reflector::store::Writer<SklmRestore>) {
+        let (store, writer) = kube::runtime::reflector::store();
+        let (trigger, _) = futures::channel::mpsc::unbounded();
+        (Route { store, trigger }, writer)
+    }
+
+    fn restore(namespace: &str, name: &str) -> SklmRestore {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "sklm.dev/v1alpha1",
+            "kind": "SklmRestore",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "server": {"url": "https://gklm.example:9443"},
+                "credentialsSecretRef": {"name": "admin"},
+            },
+        }))
+        .expect("valid SklmRestore")
+    }
+
+    #[test]
+    fn routes_pick_the_namespace_controller() {
+        let (keys, mut keys_writer) = route();
+        let (payments, _payments_writer) = route();
+        keys_writer
+            .apply_watcher_event(&kube::runtime::watcher::Event::Apply(restore("keys", "dr")));
+        let routes = Routes::PerNamespace(HashMap::from([
+            ("keys".to_owned(), keys.clone()),
+            ("payments".to_owned(), payments.clone()),
+        ]));
+
+        let found = routes.route(&object("keys", "dr")).expect("route of keys");
+        assert!(found.trigger.same_receiver(&keys.trigger));
+        let found = routes
+            .route(&object("payments", "dr"))
+            .expect("route of payments");
+        assert!(found.trigger.same_receiver(&payments.trigger));
+        assert!(routes.route(&object("other", "dr")).is_none());
+
+        assert!(!routes.is_gone(&object("keys", "dr")));
+        assert!(routes.is_gone(&object("payments", "dr")));
+        assert!(routes.is_gone(&object("other", "dr")));
+    }
+
+    #[test]
+    fn routes_all_namespaces_cover_any_namespace() {
+        let (all, _writer) = route();
+        let routes = Routes::AllNamespaces(all);
+        assert!(routes.route(&object("anywhere", "dr")).is_some());
+        assert!(routes.is_gone(&object("anywhere", "dr")));
+    }
 
     #[test]
     fn delay_after_success_is_the_interval() {

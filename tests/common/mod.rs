@@ -422,6 +422,24 @@ impl Operator {
     }
 }
 
+impl Operator {
+    /// HTTP status of `GET /readyz`, or `None` when the request failed.
+    pub async fn readyz(&self) -> Option<u16> {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("HTTP client");
+        let url = format!("http://{}/readyz", self.metrics_addr);
+        client
+            .get(url)
+            .send()
+            .await
+            .ok()
+            .map(|response| response.status().as_u16())
+    }
+}
+
 impl TestEnv {
     /// Like [`TestEnv::new`], on the API server of another kubeconfig file.
     pub async fn new_with_kubeconfig(name: &str, kubeconfig: &Path) -> Self {

@@ -58,15 +58,52 @@ ServiceAccount the operator runs as.
 {{- end }}
 
 {{/*
-Namespace the operator watches in `namespace` scope; fails on an unknown rbac.scope.
-Empty in `cluster` scope, where the operator watches every namespace.
+Namespaces the operator watches in `namespace` scope, comma-separated: watchNamespaces
+without repeats, or the release namespace when that list is empty. Empty in `cluster`
+scope, where the operator watches every namespace. Fails on an unknown rbac.scope, on a
+name that is not a DNS-1123 label, and on a non-empty watchNamespace, the removed
+single-namespace value.
 */}}
-{{- define "sklm-restore-operator.watchNamespace" -}}
+{{- define "sklm-restore-operator.watchNamespaces" -}}
+{{- if .Values.watchNamespace }}
+{{- fail "watchNamespace was replaced by the list watchNamespaces: set watchNamespaces={NAMESPACE} instead" }}
+{{- end }}
 {{- if eq .Values.rbac.scope "namespace" }}
-{{- default .Release.Namespace .Values.watchNamespace }}
+{{- $listed := default (list .Release.Namespace) .Values.watchNamespaces }}
+{{- if not (kindIs "slice" $listed) }}
+{{- fail (printf "watchNamespaces must be a list, such as [keys, payments] in a values file or {keys,payments} with --set; got %q" (toString $listed)) }}
+{{- end }}
+{{- $namespaces := list }}
+{{- range $listed }}
+{{- $namespace := toString . }}
+{{- if not (and (le (len $namespace) 63) (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" $namespace)) }}
+{{- fail (printf "watchNamespaces: %q is not a namespace name (a DNS-1123 label: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit)" $namespace) }}
+{{- end }}
+{{- $namespaces = append $namespaces $namespace }}
+{{- end }}
+{{- $namespaces | uniq | join "," }}
 {{- else if ne .Values.rbac.scope "cluster" }}
 {{- fail (printf "rbac.scope must be \"cluster\" or \"namespace\", got %q" .Values.rbac.scope) }}
 {{- end }}
+{{- end }}
+
+{{/*
+Rules the operator needs on the watched objects, in a ClusterRole or in each Role.
+README.md says why each rule is needed.
+*/}}
+{{- define "sklm-restore-operator.watchRules" -}}
+- apiGroups: ["sklm.dev"]
+  resources: ["sklmrestores"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["sklm.dev"]
+  resources: ["sklmrestores/status"]
+  verbs: ["patch"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["list", "watch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
 {{- end }}
 
 {{/*
