@@ -300,6 +300,11 @@ pub struct Submission {
 
     /// The answer or the failure, for people.
     pub message: String,
+
+    /// When the request finished: the server's answer arrived, or the request failed.
+    /// The start grace of an accepted restore counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_time: Option<Time>,
 }
 
 /// Where a run-restore request stands.

@@ -1099,6 +1099,7 @@ fn accepted_status(phase: Phase) -> SklmRestoreStatus {
             http_status: None,
             message_id: None,
             message: "0 CTGKM3290I Restore process started.".to_owned(),
+            finished_time: Some(Time(at(SUBMITTED_AT))),
         }),
         ..SklmRestoreStatus::default()
     }

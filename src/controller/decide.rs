@@ -83,8 +83,13 @@ pub fn decide(
         decision.status.phase = Some(Phase::Running);
         decision.wants_result = true;
     }
+    // A restore seen running before the request was sent is the one the object watches,
+    // so a rejection (the server is busy with it) does not end it.
+    let watching_earlier_restore = previous.start_time.is_some();
     let verdict = match input {
-        _ if submission == Some(SubmissionState::Rejected) => rejected(&mut decision, &now),
+        _ if submission == Some(SubmissionState::Rejected) && !watching_earlier_restore => {
+            rejected(&mut decision, &now)
+        }
         Input::Problem { reason, message } => {
             decision.status.last_error = Some(LastError {
                 reason: (*reason).to_owned(),
@@ -191,7 +196,7 @@ fn on_answer(
         _ if was_running && submitted_restore_starting(status, now) => {
             // Repeated "not running" answers trigger no reconcile: decide again when
             // the grace ends.
-            let since = status.submitted_time.as_ref().map_or(now.0, |t| t.0);
+            let since = grace_start(status).unwrap_or(now.0);
             let elapsed = now.0.duration_since(since).unsigned_abs();
             decision.recheck_after =
                 Some(START_GRACE.saturating_sub(elapsed) + Duration::from_secs(1));
@@ -217,7 +222,7 @@ fn on_answer(
 }
 
 /// Whether a "not running" answer comes too early to mean the end of a submitted restore:
-/// accepted less than [`START_GRACE`] ago, with no running step and no restart outage seen
+/// accepted less than [`START_GRACE`] ago (counted from [`grace_start`]), with no running step and no restart outage seen
 /// since.
 fn submitted_restore_starting(status: &SklmRestoreStatus, now: &Time) -> bool {
     let accepted = status
@@ -226,11 +231,19 @@ fn submitted_restore_starting(status: &SklmRestoreStatus, now: &Time) -> bool {
         .is_some_and(|s| s.state == SubmissionState::Accepted);
     let restarting = conditions::find(&status.conditions, condition::READY)
         .is_some_and(|c| c.reason == reason::SERVER_RESTARTING);
-    let recent = status
-        .submitted_time
-        .as_ref()
-        .is_some_and(|t| now.0.duration_since(t.0).unsigned_abs() < START_GRACE);
+    let recent =
+        grace_start(status).is_some_and(|t| now.0.duration_since(t).unsigned_abs() < START_GRACE);
     accepted && status.start_time.is_none() && !restarting && recent
+}
+
+/// Returns when the start grace began: when the server's acceptance arrived, or, for a
+/// record without that time, when the request was recorded.
+fn grace_start(status: &SklmRestoreStatus) -> Option<Timestamp> {
+    let finished = status
+        .submission
+        .as_ref()
+        .and_then(|s| s.finished_time.as_ref());
+    finished.or(status.submitted_time.as_ref()).map(|t| t.0)
 }
 
 /// A submitted restore the server rejected: it never ran.

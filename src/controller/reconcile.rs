@@ -227,11 +227,14 @@ impl Sender<'_> {
             return Ok(Some(self.settle(stored, cached)));
         }
         let api = self.api();
+        // A plain GET returns the status too, and needs no permission beyond the watch.
         let fresh = api
-            .get_status(&object.name_any())
+            .get(&object.name_any())
             .await
             .map_err(Error::StatusRead)?;
-        if fresh.uid() != object.uid() {
+        if fresh.uid() != object.uid() || fresh.spec.restore != object.spec.restore {
+            // Replaced, or `spec.restore` changed: the cached request is not the one to
+            // send.
             return Ok(None);
         }
         let stored = Stored {
@@ -270,7 +273,16 @@ impl Sender<'_> {
         let outcome = session
             .run_restore(backup, self.backup_password.as_deref())
             .await;
-        let record = submission::classify(backup, outcome.as_ref());
+        let finished = decide::whole_seconds(Timestamp::now());
+        let record = match &outcome {
+            Ok(accepted) => submission::classify(backup, Ok(accepted), finished),
+            // A failed login, even after the POST met a rejected session id, means the
+            // server did not act on the request.
+            Err(failure) if failure.in_login => {
+                submission::not_sent(backup, &failure.error, finished)
+            }
+            Err(failure) => submission::classify(backup, Err(&failure.error), finished),
+        };
         tracing::info!(
             object = %ObjectRef::from_obj(object),
             %backup,
@@ -322,7 +334,8 @@ impl Sender<'_> {
     /// Builds the status with a `NotSent` record for `error`, which stopped the request
     /// before it left.
     fn not_sent(&self, stored: Stored, error: &SklmError) -> Submitted {
-        let record = submission::not_sent(&self.request.backup_file_path, error);
+        let finished = decide::whole_seconds(Timestamp::now());
+        let record = submission::not_sent(&self.request.backup_file_path, error, finished);
         tracing::info!(
             object = %ObjectRef::from_obj(self.object),
             backup = %self.request.backup_file_path,
@@ -432,7 +445,7 @@ async fn write_if_changed(
     if is_conflict(&written) {
         // A spec or metadata edit also moves the resourceVersion. The decision still
         // holds when the run-restore record is unchanged, so write it once more.
-        let fresh = api.get_status(&name).await.map_err(Error::StatusRead)?;
+        let fresh = api.get(&name).await.map_err(Error::StatusRead)?;
         let fresh_status = fresh.status.clone().unwrap_or_default();
         let same_record = fresh_status.submission == previous.submission
             && fresh_status.submitted_time == previous.submitted_time;

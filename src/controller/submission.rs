@@ -27,6 +27,7 @@ pub fn sending(request: &RestoreRequest) -> Submission {
         http_status: None,
         message_id: None,
         message: "recorded; sending the run-restore request".to_owned(),
+        finished_time: None,
     }
 }
 
@@ -53,15 +54,16 @@ pub fn in_flight_left(submitted: &Timestamp, timeout_seconds: u32, now: Timestam
 }
 
 /// Builds the record for a request that `error` stopped before it left (a failed login,
-/// a certificate, a refused connection), so it is sent again later.
+/// a certificate, a refused connection) at `finished`, so it is sent again later.
 #[must_use]
-pub fn not_sent(backup_file_path: &str, error: &SklmError) -> Submission {
+pub fn not_sent(backup_file_path: &str, error: &SklmError, finished: Time) -> Submission {
     Submission {
         backup_file_path: backup_file_path.to_owned(),
         state: SubmissionState::NotSent,
         http_status: error.http_status(),
         message_id: error.message_id().map(str::to_owned),
         message: format!("not sent: {error}"),
+        finished_time: Some(finished),
     }
 }
 
@@ -77,10 +79,14 @@ pub fn interrupted(record: &Submission) -> Submission {
     }
 }
 
-/// Sorts the request's outcome: sent and accepted, rejected by the server, failed before
-/// it left, or unknown.
+/// Sorts the request's outcome, known at `finished`: sent and accepted, rejected by the
+/// server, failed before it left, or unknown.
 #[must_use]
-pub fn classify(backup_file_path: &str, outcome: Result<&ServerMessage, &SklmError>) -> Submission {
+pub fn classify(
+    backup_file_path: &str,
+    outcome: Result<&ServerMessage, &SklmError>,
+    finished: Time,
+) -> Submission {
     let (state, message) = match outcome {
         Ok(answer) => (
             SubmissionState::Accepted,
@@ -97,6 +103,7 @@ pub fn classify(backup_file_path: &str, outcome: Result<&ServerMessage, &SklmErr
         http_status: error.and_then(SklmError::http_status),
         message_id: error.and_then(|e| e.message_id().map(str::to_owned)),
         message,
+        finished_time: Some(finished),
     }
 }
 
@@ -109,7 +116,12 @@ fn state_of_error(error: &SklmError) -> SubmissionState {
         | SklmError::Tls { .. }
         | SklmError::LoginRejected { .. }
         | SklmError::SessionRejected { .. }
-        | SklmError::Redirect { .. } => SubmissionState::NotSent,
+        | SklmError::Redirect { .. }
+        // Request Timeout and Too Many Requests: the server turned the request away
+        // before acting on it.
+        | SklmError::Http {
+            status: 408 | 429, ..
+        } => SubmissionState::NotSent,
         SklmError::Http { status, .. } if (400..500).contains(status) => SubmissionState::Rejected,
         SklmError::Http { .. }
         | SklmError::Timeout { .. }
@@ -178,6 +190,10 @@ mod tests {
         }
     }
 
+    fn at() -> Time {
+        Time(Timestamp::from_second(1_800_000_000).expect("valid"))
+    }
+
     fn http(status: u16, id: &str) -> SklmError {
         SklmError::Http {
             status,
@@ -193,14 +209,14 @@ mod tests {
             code: "0".to_owned(),
             status: "CTGKM3290I started".to_owned(),
         };
-        let record = classify("/b.jar", Ok(&answer));
+        let record = classify("/b.jar", Ok(&answer), at());
         assert_eq!(record.state, SubmissionState::Accepted);
         assert_eq!(record.message, "0 CTGKM3290I started");
     }
 
     #[test]
     fn classify_client_error_is_rejected_with_id() {
-        let record = classify("/b.jar", Err(&http(400, "CTGKM3294E")));
+        let record = classify("/b.jar", Err(&http(400, "CTGKM3294E")), at());
         assert_eq!(record.state, SubmissionState::Rejected);
         assert_eq!(record.http_status, Some(400));
         assert_eq!(record.message_id.as_deref(), Some("CTGKM3294E"));
@@ -213,7 +229,7 @@ mod tests {
             detail: "refused".to_owned(),
         };
         assert_eq!(
-            classify("/b.jar", Err(&refused)).state,
+            classify("/b.jar", Err(&refused), at()).state,
             SubmissionState::NotSent
         );
         let login = SklmError::LoginRejected {
@@ -222,9 +238,17 @@ mod tests {
             message_id: None,
         };
         assert_eq!(
-            classify("/b.jar", Err(&login)).state,
+            classify("/b.jar", Err(&login), at()).state,
             SubmissionState::NotSent
         );
+    }
+
+    #[test]
+    fn classify_busy_answers_are_not_sent() {
+        for status in [408, 429] {
+            let record = classify("/b.jar", Err(&http(status, "X")), at());
+            assert_eq!(record.state, SubmissionState::NotSent, "{status}");
+        }
     }
 
     #[test]
@@ -234,11 +258,11 @@ mod tests {
             seconds: 10,
         };
         assert_eq!(
-            classify("/b.jar", Err(&timeout)).state,
+            classify("/b.jar", Err(&timeout), at()).state,
             SubmissionState::Unknown
         );
         assert_eq!(
-            classify("/b.jar", Err(&http(503, "X"))).state,
+            classify("/b.jar", Err(&http(503, "X")), at()).state,
             SubmissionState::Unknown
         );
         let lost = SklmError::ConnectionLost {
@@ -246,7 +270,7 @@ mod tests {
             detail: "reset".to_owned(),
         };
         assert_eq!(
-            classify("/b.jar", Err(&lost)).state,
+            classify("/b.jar", Err(&lost), at()).state,
             SubmissionState::Unknown
         );
     }
@@ -264,7 +288,7 @@ mod tests {
 
     #[test]
     fn login_server_error_is_not_sent() {
-        let record = not_sent("/b.jar", &http(503, "CTGKM0001E"));
+        let record = not_sent("/b.jar", &http(503, "CTGKM0001E"), at());
         assert_eq!(record.state, SubmissionState::NotSent);
         assert_eq!(record.http_status, Some(503));
         assert!(needs_sending(Some(&record)));

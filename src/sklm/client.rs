@@ -110,12 +110,27 @@ pub struct SklmClient {
     settings: ClientSettings,
 }
 
-/// A body read within the size limit, with its status.
+/// A response body read up to the size limit, with its status.
 struct Reply {
     status: StatusCode,
     /// Request path, API prefix included.
     path: String,
     body: Vec<u8>,
+    /// The body of a 2xx response went past the limit and was cut there. Other
+    /// responses that large are errors.
+    truncated: bool,
+}
+
+impl Reply {
+    /// Returns the body, or an error when it was cut at the size limit.
+    fn whole_body(self) -> Result<Vec<u8>, SklmError> {
+        if self.truncated {
+            return Err(SklmError::BodyTooLarge {
+                limit: MAX_BODY_BYTES,
+            });
+        }
+        Ok(self.body)
+    }
 }
 
 impl SklmClient {
@@ -154,7 +169,7 @@ impl SklmClient {
             }
             return Err(http_error(&reply));
         }
-        response::parse_login(&reply.body)
+        response::parse_login(&reply.whole_body()?)
             .map(AuthId)
             .map_err(|e| invalid_response("/ckms/login", &e))
     }
@@ -177,10 +192,10 @@ impl SklmClient {
         path: &'static str,
         auth: &AuthId,
         body: Option<serde_json::Value>,
-    ) -> Result<Vec<u8>, SklmError> {
+    ) -> Result<Reply, SklmError> {
         let reply = self.send(method, path, Some(auth), body).await?;
         if reply.status.is_success() {
-            Ok(reply.body)
+            Ok(reply)
         } else {
             Err(http_error(&reply))
         }
@@ -219,20 +234,34 @@ impl SklmClient {
             });
         }
         let mut body = Vec::new();
+        let mut truncated = false;
         while let Some(chunk) = response
             .chunk()
             .await
             .map_err(|e| self.transport_error(&e))?
         {
-            if body.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(SklmError::BodyTooLarge {
-                    limit: MAX_BODY_BYTES,
-                });
+            let room = MAX_BODY_BYTES - body.len();
+            if chunk.len() > room {
+                if !status.is_success() {
+                    return Err(SklmError::BodyTooLarge {
+                        limit: MAX_BODY_BYTES,
+                    });
+                }
+                // A 2xx status is the server's decision whatever the body holds, so the
+                // caller gets it with the body cut at the limit.
+                body.extend_from_slice(&chunk[..room]);
+                truncated = true;
+                break;
             }
             body.extend_from_slice(&chunk);
         }
         let path = url_path(&self.settings.endpoint, path);
-        Ok(Reply { status, path, body })
+        Ok(Reply {
+            status,
+            path,
+            body,
+            truncated,
+        })
     }
 
     /// Sorts a transport failure into timeout, TLS or unreachable, by its source chain.
@@ -260,6 +289,31 @@ impl SklmClient {
             SklmError::ConnectionLost { origin, detail }
         } else {
             SklmError::Unreachable { origin, detail }
+        }
+    }
+}
+
+/// A failed call made with a [`Session`].
+#[derive(Debug)]
+pub struct SessionFailure {
+    pub error: SklmError,
+    /// The failure was in a login, so the call itself never reached the server, or the
+    /// server rejected it for its session id without acting on it.
+    pub in_login: bool,
+}
+
+impl SessionFailure {
+    fn login(error: SklmError) -> Self {
+        SessionFailure {
+            error,
+            in_login: true,
+        }
+    }
+
+    fn call(error: SklmError) -> Self {
+        SessionFailure {
+            error,
+            in_login: false,
         }
     }
 }
@@ -294,23 +348,32 @@ impl Session {
 
     pub async fn is_running(&self) -> Result<RestoreObservation, SklmError> {
         let path = "/ckms/restore/isrunning";
-        let body = self.call_with_session(Method::GET, path, None).await?;
+        let body = self
+            .call_with_session(Method::GET, path, None)
+            .await
+            .map_err(|failure| failure.error)?
+            .whole_body()?;
         response::parse_is_running(&body).map_err(|e| invalid_response(path, &e))
     }
 
     pub async fn restore_result(&self) -> Result<RestoreResult, SklmError> {
         let path = "/ckms/restore/result";
-        let body = self.call_with_session(Method::GET, path, None).await?;
+        let body = self
+            .call_with_session(Method::GET, path, None)
+            .await
+            .map_err(|failure| failure.error)?
+            .whole_body()?;
         response::parse_result(&body).map_err(|e| invalid_response(path, &e))
     }
 
     /// Sends the run-restore request. The success body is not documented, so any 2xx is
-    /// success and its `code` and `status` (or `message`) are kept as they are.
+    /// success and its `code` and `status` (or `message`) are kept as they are, even
+    /// from a body cut at the size limit.
     pub async fn run_restore(
         &self,
         backup_file_path: &str,
         password: Option<&str>,
-    ) -> Result<ServerMessage, SklmError> {
+    ) -> Result<ServerMessage, SessionFailure> {
         let mut body = serde_json::json!({"backupFilePath": backup_file_path});
         if let Some(password) = password {
             body["password"] = serde_json::Value::from(password);
@@ -318,7 +381,7 @@ impl Session {
         let reply = self
             .call_with_session(Method::POST, "/ckms/restore", Some(body))
             .await?;
-        Ok(response::parse_lenient_message(&reply))
+        Ok(response::parse_lenient_message(&reply.body))
     }
 
     /// Logs in unless the session has an id already. The run-restore request logs in
@@ -342,17 +405,22 @@ impl Session {
         }
     }
 
+    /// Makes a call with the session id, logging in first when there is none, and once
+    /// more after a rejected session id.
     async fn call_with_session(
         &self,
         method: Method,
         path: &'static str,
         body: Option<serde_json::Value>,
-    ) -> Result<Vec<u8>, SklmError> {
+    ) -> Result<Reply, SessionFailure> {
         let mut auth = self.auth.lock().await;
         let fresh_login = auth.is_none();
         let id = match auth.as_ref() {
             Some(id) => id.clone(),
-            None => self.login_into(&mut auth).await?,
+            None => self
+                .login_into(&mut auth)
+                .await
+                .map_err(SessionFailure::login)?,
         };
         match self
             .client
@@ -362,22 +430,25 @@ impl Session {
             Err(error) if is_session_rejection(&error) => {
                 *auth = None;
                 if fresh_login {
-                    return Err(as_session_rejected(error));
+                    return Err(SessionFailure::call(as_session_rejected(error)));
                 }
                 tracing::debug!(origin = %self.client.settings.endpoint.origin, "session id rejected, logging in again");
-                let id = self.login_into(&mut auth).await?;
+                let id = self
+                    .login_into(&mut auth)
+                    .await
+                    .map_err(SessionFailure::login)?;
                 self.client
                     .call(method, path, &id, body)
                     .await
                     .map_err(|error| {
-                        if is_session_rejection(&error) {
+                        SessionFailure::call(if is_session_rejection(&error) {
                             as_session_rejected(error)
                         } else {
                             error
-                        }
+                        })
                     })
             }
-            other => other,
+            other => other.map_err(SessionFailure::call),
         }
     }
 

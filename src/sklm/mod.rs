@@ -7,6 +7,6 @@ pub mod hub;
 pub mod response;
 pub mod tls;
 
-pub use client::{ClientSettings, Credentials, Endpoint, Session, SklmClient};
+pub use client::{ClientSettings, Credentials, Endpoint, Session, SessionFailure, SklmClient};
 pub use error::SklmError;
 pub use response::{RestoreObservation, RestoreResult};

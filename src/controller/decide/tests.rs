@@ -463,6 +463,7 @@ fn submitted(state: SubmissionState, second: i64) -> SklmRestoreStatus {
         http_status: (state == SubmissionState::Rejected).then_some(400),
         message_id: (state == SubmissionState::Rejected).then(|| "CTGKM3294E".to_owned()),
         message: "answer".to_owned(),
+        finished_time: None,
     });
     status
 }
@@ -584,6 +585,52 @@ fn row_submission_accepted_outage_polled_before_is_not_restart() {
         ("False", reason::SUBMITTED_RESTORE_STARTING),
         "no outage was polled since the submission"
     );
+}
+
+#[test]
+fn row_submission_accepted_grace_counts_from_answer() {
+    let mut status = submitted(SubmissionState::Accepted, 5);
+    // The server took 125 s to accept the request.
+    if let Some(record) = status.submission.as_mut() {
+        record.finished_time = Some(Time(at(130)));
+    }
+    let snap = snapshot(
+        answer(RestorePhase::Idle),
+        Some(Ok(RestoreResult::Unknown)),
+        140,
+    );
+    let decision = step(&status, &snap, 140);
+    assert_eq!(decision.status.phase, Some(Phase::Running));
+    assert_eq!(
+        ready(&decision.status),
+        ("False", reason::SUBMITTED_RESTORE_STARTING)
+    );
+    assert_eq!(decision.recheck_after, Some(Duration::from_secs(111)));
+}
+
+#[test]
+fn row_submission_rejected_while_watching_keeps_watching() {
+    let mut status = running_status();
+    status.submitted_time = Some(Time(at(20)));
+    status.submission = submitted(SubmissionState::Rejected, 20).submission;
+    let decision = step(
+        &status,
+        &snapshot(answer(RestorePhase::RestoreDatabases), None, 21),
+        21,
+    );
+    assert_eq!(decision.status.phase, Some(Phase::Running));
+    assert_eq!(
+        ready(&decision.status),
+        ("False", reason::RESTORE_IN_PROGRESS)
+    );
+    let snap = snapshot(
+        answer(RestorePhase::Idle),
+        Some(Ok(RestoreResult::Succeeded)),
+        30,
+    );
+    let ended = step(&decision.status, &snap, 30);
+    assert_eq!(ended.status.phase, Some(Phase::Completed));
+    assert_eq!(ready(&ended.status), ("True", reason::RESTORE_SUCCEEDED));
 }
 
 #[test]
