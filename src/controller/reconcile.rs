@@ -267,6 +267,8 @@ impl Sender<'_> {
         let written = match written.await {
             Ok(written) => written,
             Err(kube::Error::Api(response)) if response.code == 409 => return Ok(None),
+            // NOTE: a write that was stored but whose response was lost leaves a `Sending`
+            // record that later reads as interrupted (`Unknown`), though nothing was sent.
             Err(error) => return Err(Error::StatusWrite(error)),
         };
         self.ctx.remember(&uid, submission::sending(self.request));
