@@ -7,145 +7,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Operator, TestEnv, assert_conditions, free_port, has_reason};
+use common::{Operator, OwnControlPlane, TestEnv, assert_conditions, free_port, has_reason};
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams};
 use serde_json::json;
 use sklm_restore_operator::crd::{Phase, RestorePhase};
 use sklm_sim::Phase as SimPhase;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// A control plane started by this test with `hack/control-plane.sh`, on its own ports
-/// and state folder; `down` runs when it is dropped.
-struct OwnControlPlane {
-    dir: tempfile::TempDir,
-    etcd_port: u16,
-    api_port: u16,
-    kubeconfig: PathBuf,
-}
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("hack/control-plane.sh")
-}
-
-/// Returns a free port `p` from 20000 to 29999 whose `p + offset` is free too.
-fn free_port_pair(offset: u16) -> u16 {
-    for _ in 0..200 {
-        let port = 20_000 + u16::try_from(rand::random::<u32>() % 10_000).expect("small");
-        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
-        if free(port) && free(port + offset) {
-            return port;
-        }
-    }
-    panic!("no free port pair with offset {offset} after 200 tries");
-}
-
-impl OwnControlPlane {
-    fn up() -> OwnControlPlane {
-        let dir = tempfile::Builder::new()
-            .prefix("sklm-cp-")
-            .tempdir()
-            .expect("temp dir");
-        let etcd_port = free_port_pair(10);
-        let api_port = free_port_pair(1);
-        let plane = OwnControlPlane {
-            kubeconfig: dir.path().join("kubeconfig"),
-            dir,
-            etcd_port,
-            api_port,
-        };
-        plane.run("up");
-        let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
-        plane.kubectl(&["apply", "--server-side", "-f", &crds.to_string_lossy()]);
-        plane.kubectl(&[
-            "wait",
-            "--for=condition=Established",
-            "crd/sklmrestores.sklm.dev",
-            "--timeout=60s",
-        ]);
-        plane
-    }
-
-    fn run(&self, action: &str) -> String {
-        let output = Command::new("bash")
-            .arg(script())
-            .arg(action)
-            .env("SKLM_CP_DIR", self.dir.path())
-            .env("SKLM_ETCD_PORT", self.etcd_port.to_string())
-            .env("SKLM_APISERVER_PORT", self.api_port.to_string())
-            .output()
-            .expect("run hack/control-plane.sh");
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(
-            output.status.success(),
-            "control-plane.sh {action} failed: {stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        stdout
-    }
-
-    fn kubectl(&self, args: &[&str]) {
-        let output = Command::new("kubectl")
-            .args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .output()
-            .expect("run kubectl");
-        assert!(
-            output.status.success(),
-            "kubectl {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-
-    /// Stops only this plane's kube-apiserver, by the process id its start recorded, and
-    /// removes its pid file so that `up` starts it again.
-    fn stop_apiserver(&self) {
-        let pid_file = self.dir.path().join("kube-apiserver.pid");
-        let pid = std::fs::read_to_string(&pid_file).expect("kube-apiserver.pid");
-        let pid = pid.trim().to_owned();
-        let status = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        assert!(status.success(), "kill -TERM {pid}");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !process_stopped(&pid) {
-            assert!(
-                Instant::now() < deadline,
-                "kube-apiserver {pid} did not stop"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        std::fs::remove_file(&pid_file).expect("remove kube-apiserver.pid");
-    }
-}
-
-/// Reports whether process `pid` has exited. The script's background processes belong to init,
-/// which may leave them as zombies (state `Z`), and a zombie has stopped too.
-fn process_stopped(pid: &str) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return true;
-    };
-    let state = stat.rsplit(')').next().unwrap_or_default().trim_start();
-    state.starts_with('Z')
-}
-
-impl Drop for OwnControlPlane {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(script())
-            .arg("down")
-            .env("SKLM_CP_DIR", self.dir.path())
-            .env("SKLM_ETCD_PORT", self.etcd_port.to_string())
-            .env("SKLM_APISERVER_PORT", self.api_port.to_string())
-            .output();
-    }
-}
 
 fn ready_of(
     object: &sklm_restore_operator::crd::SklmRestore,
@@ -159,11 +30,11 @@ fn ready_of(
 #[tokio::test]
 async fn apiserver_restart_operator_carries_on() {
     let plane = OwnControlPlane::up();
-    let env = TestEnv::new_with_kubeconfig("cprestart", &plane.kubeconfig).await;
+    let env = TestEnv::new_with_kubeconfig("cprestart", &plane.kubeconfig()).await;
     let sim = env.start_sim(&[]);
     let control = sim.control().expect("control client");
     env.put_default_secrets(&sim).await;
-    let mut operator = Operator::start_with_kubeconfig(&env, &plane.kubeconfig, &[]);
+    let mut operator = Operator::start_with_kubeconfig(&env, &plane.kubeconfig(), &[]);
     env.create_restore("done", &sim, json!({})).await;
     control
         .set_phase(SimPhase::Cleanup)
@@ -304,20 +175,11 @@ async fn edits_during_polls_keep_polled_phase() {
 
     // Edit metadata every 100 ms and the spec every 500 ms while the server walks its
     // steps, so edits and status writes interleave.
-    let api = env.restores();
-    let editor = tokio::spawn(async move {
-        for round in 0u32..80 {
-            let patch = if round % 5 == 0 {
-                json!({"spec": {"pollIntervalSeconds": 1 + round % 2}})
-            } else {
-                json!({"metadata": {"annotations": {"test/round": round.to_string()}, "labels": {"round": round.to_string()}}})
-            };
-            api.patch("dr", &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .expect("edit object");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
+    let editor = common::spawn_editor(
+        env.restores(),
+        "dr",
+        |round| json!({"annotations": {"test/round": round.to_string()}, "labels": {"round": round.to_string()}}),
+    );
     let steps = [
         (SimPhase::Initialize, RestorePhase::Initialize),
         (

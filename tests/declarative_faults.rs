@@ -1,7 +1,10 @@
 //! `spec.restore` under faults: slow, failing and missing key servers, unusable Secrets,
 //! operator kills around the run-restore request, and two operators without leader
-//! election. Each test checks that the request reaches the simulator at most once per
-//! object and that `status.submission` reports what happened to it.
+//! election. Other tests cover the chart's RBAC and a failed login after a rejected
+//! session. They also cover a slow acceptance, `spec.restore` added while a restore runs,
+//! odd 2xx bodies, path edits between `NotSent` retries or under a stale cache, and
+//! secrets in trace logs. Each test checks that the request reaches the simulator at most
+//! once per object and that `status.submission` reports what happened to it.
 
 #![allow(clippy::too_many_lines)]
 
@@ -10,7 +13,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Operator, SimProcess, TestEnv, condition, ready};
+use common::{Operator, OwnControlPlane, SimProcess, TestEnv, condition, ready};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -21,10 +24,13 @@ use sklm_restore_operator::crd::{
 };
 use sklm_restore_operator::sklm::hub::Snapshot;
 use sklm_restore_operator::sklm::{RestoreObservation, RestoreResult, SklmError};
-use sklm_sim::{ControlClient, Endpoint, ErrorFormat, Fault, FaultAction, RunRequest, RunSettings};
+use sklm_sim::{
+    Backup, ControlClient, Endpoint, ErrorFormat, Fault, FaultAction, RunRequest, RunSettings,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
 const BACKUP: &str = "/opt/backups/sklm_backup.jar";
+const OTHER_BACKUP: &str = "/opt/backups/other_backup.jar";
 const BACKUP_PASSWORD: &str = "backup-passw0rd";
 /// Seconds the operator waits before sending a `NotSent` request again, plus a margin.
 const NOT_SENT_RETRY_AND_MARGIN: Duration = Duration::from_secs(40);
@@ -36,7 +42,11 @@ fn restore_spec() -> serde_json::Value {
 /// Creates a namespace and starts a simulator, then writes the default Secrets and the
 /// backup password Secret.
 async fn setup(name: &str) -> (TestEnv, SimProcess, ControlClient) {
-    let env = TestEnv::new(name).await;
+    setup_in(TestEnv::new(name).await).await
+}
+
+/// Like [`setup`], in a namespace already created, such as one on another API server.
+async fn setup_in(env: TestEnv) -> (TestEnv, SimProcess, ControlClient) {
     let sim = env.start_sim(&[]);
     let control = sim.control().expect("control client");
     env.put_default_secrets(&sim).await;
@@ -57,14 +67,51 @@ async fn set_run_defaults(control: &ControlClient, step_ms: u64, restart_seconds
         .expect("run defaults");
 }
 
+/// Makes [`BACKUP`] and [`OTHER_BACKUP`] the simulator's backups, both with
+/// [`BACKUP_PASSWORD`], so that a path edit between them is a valid request.
+async fn set_both_backups(control: &ControlClient) {
+    let backups = [BACKUP, OTHER_BACKUP].map(|path| Backup {
+        path: path.to_owned(),
+        password: Some(BACKUP_PASSWORD.to_owned()),
+        outcome: None,
+    });
+    control.set_backups(&backups).await.expect("backups");
+}
+
+/// Starts a run on the simulator, as another client would, with `step_ms` per step and
+/// no restart after it.
+async fn start_run(control: &ControlClient, step_ms: u64) {
+    let run = RunRequest {
+        step_ms: Some(step_ms),
+        restart_seconds: Some(0),
+        ..RunRequest::default()
+    };
+    control.run_restore(&run).await.expect("start a run");
+}
+
+/// Merges `spec` into the spec of object `name`.
+async fn patch_spec(env: &TestEnv, name: &str, spec: serde_json::Value) {
+    let patch = json!({"spec": spec});
+    env.restores()
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch spec");
+}
+
+/// Returns a fault that responds to the POST with a redirect, which gives `NotSent` while
+/// the polls keep working.
+fn redirect_post() -> Fault {
+    Fault::redirect("https://127.0.0.1:1/elsewhere").only(&[Endpoint::Restore])
+}
+
 /// Counts the run-restore requests that reached the simulator, whatever their response.
 async fn posts(control: &ControlClient) -> usize {
     control.count("POST", "/ckms/restore").await.expect("count")
 }
 
-/// Counts the run-restore requests the server may have acted on, so not those rejected
-/// by the session check (401) or redirected by a fault (3xx).
-async fn processed_posts(control: &ControlClient) -> usize {
+/// Returns the backup paths of the run-restore requests the server may have acted on:
+/// not those rejected by the session check (401) or redirected by a fault (3xx).
+async fn processed_paths(control: &ControlClient) -> Vec<String> {
     control
         .requests()
         .await
@@ -75,7 +122,30 @@ async fn processed_posts(control: &ControlClient) -> usize {
             !r.status
                 .is_some_and(|s| s == 401 || (300..400).contains(&s))
         })
-        .count()
+        .map(|r| r.backup_file_path.clone().unwrap_or_default())
+        .collect()
+}
+
+/// Counts the run-restore requests the server may have acted on (see [`processed_paths`]).
+async fn processed_posts(control: &ControlClient) -> usize {
+    processed_paths(control).await.len()
+}
+
+/// Waits until the simulator logged `count` processed run-restore requests.
+async fn wait_for_processed(control: &ControlClient, count: usize, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let processed = processed_posts(control).await;
+        if processed >= count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{processed} of {count} processed run-restore requests within {timeout:?}; log: {:?}",
+            control.requests().await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Waits until the simulator logged `count` run-restore requests, and returns how long
@@ -114,6 +184,15 @@ fn submitted_reason(status: &SklmRestoreStatus) -> Option<(&str, &str)> {
 
 fn pretty(status: &SklmRestoreStatus) -> String {
     serde_json::to_string_pretty(status).unwrap_or_default()
+}
+
+async fn current_status(env: &TestEnv, name: &str) -> SklmRestoreStatus {
+    env.restores()
+        .get(name)
+        .await
+        .expect("get")
+        .status
+        .unwrap_or_default()
 }
 
 /// Waits until the operator's log shows `count` run-restore attempts (sent or not).
@@ -379,11 +458,7 @@ async fn server_down_at_submission_sends_once_when_back() {
 async fn not_sent_record_survives_restart() {
     let (env, sim, control) = setup("notsentkept").await;
     set_run_defaults(&control, 1000, 0).await;
-    // A redirect response to the POST gives `NotSent` while the polls keep working.
-    control
-        .set_fault(&Fault::redirect("https://127.0.0.1:1/elsewhere").only(&[Endpoint::Restore]))
-        .await
-        .expect("fault");
+    control.set_fault(&redirect_post()).await.expect("fault");
     let mut first = Operator::start(&env, &[]);
     env.create_restore("dr", &sim, restore_spec()).await;
     wait_for_attempts(&first, 2, WAIT).await;
@@ -676,10 +751,7 @@ async fn two_operators_retry_not_sent_once() {
     let (env, sim, control) = setup("twonotsent").await;
     // A run longer than the 30 s retry, so a second request finds it still running.
     set_run_defaults(&control, 6000, 0).await;
-    control
-        .set_fault(&Fault::redirect("https://127.0.0.1:1/elsewhere").only(&[Endpoint::Restore]))
-        .await
-        .expect("fault");
+    control.set_fault(&redirect_post()).await.expect("fault");
     let first = Operator::start(&env, &[]);
     env.create_restore("dr", &sim, restore_spec()).await;
     env.wait_logged(&first, "dr", WAIT, |s| {
@@ -785,20 +857,11 @@ async fn restore_added_after_completion_sends_nothing() {
     env.create_restore("dr", &sim, json!({})).await;
     env.wait_logged(&operator, "dr", WAIT, |s| s.phase == Some(Phase::Waiting))
         .await;
-    let run = RunRequest {
-        step_ms: Some(1000),
-        restart_seconds: Some(0),
-        ..RunRequest::default()
-    };
-    control.run_restore(&run).await.expect("start a run");
+    start_run(&control, 1000).await;
     env.wait_logged(&operator, "dr", WAIT, |s| s.phase == Some(Phase::Completed))
         .await;
 
-    let patch = json!({"spec": restore_spec()});
-    env.restores()
-        .patch("dr", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .expect("patch spec");
+    patch_spec(&env, "dr", restore_spec()).await;
     let object = env
         .wait_logged(&operator, "dr", WAIT, |s| s.observed_generation == Some(2))
         .await;
@@ -814,12 +877,7 @@ async fn restore_added_after_completion_sends_nothing() {
 #[tokio::test]
 async fn busy_server_rejects_submission_once() {
     let (env, sim, control) = setup("busy").await;
-    let run = RunRequest {
-        step_ms: Some(10_000),
-        restart_seconds: Some(0),
-        ..RunRequest::default()
-    };
-    control.run_restore(&run).await.expect("start a run");
+    start_run(&control, 10_000).await;
     let operator = Operator::start(&env, &[]);
     env.create_restore("dr", &sim, restore_spec()).await;
 
@@ -840,17 +898,18 @@ async fn busy_server_rejects_submission_once() {
     assert_eq!(posts(&control).await, 1, "a refusal is not retried");
 }
 
-/// Accepts the POST with 200 without starting a run, so the server never shows a step.
-async fn accept_without_run(control: &ControlClient) {
-    let fault = Fault {
+/// Returns a fault that responds to the POST with 200 and a success body without starting
+/// a run, so the server never shows a step. It acts as a server that starts the restore
+/// some time after accepting it.
+fn accept_without_run() -> Fault {
+    Fault {
         action: FaultAction::HttpError {
             status: 200,
             format: ErrorFormat::Json,
             code: Some("CTGKM3290I".to_owned()),
         },
         endpoints: Some(vec![Endpoint::Restore]),
-    };
-    control.set_fault(&fault).await.expect("fault");
+    }
 }
 
 /// The server accepts the request but reports no restore running. Within the 120 s
@@ -858,7 +917,10 @@ async fn accept_without_run(control: &ControlClient) {
 #[tokio::test]
 async fn accepted_without_run_waits_within_grace() {
     let (env, sim, control) = setup("gracein").await;
-    accept_without_run(&control).await;
+    control
+        .set_fault(&accept_without_run())
+        .await
+        .expect("fault");
     let operator = Operator::start(&env, &[]);
     env.create_restore("dr", &sim, restore_spec()).await;
 
@@ -903,7 +965,10 @@ async fn accepted_without_run_waits_within_grace() {
 #[tokio::test]
 async fn accepted_without_run_ends_after_grace() {
     let (env, sim, control) = setup("graceout").await;
-    accept_without_run(&control).await;
+    control
+        .set_fault(&accept_without_run())
+        .await
+        .expect("fault");
     let operator = Operator::start(&env, &[]);
     env.create_restore("dr", &sim, restore_spec()).await;
     env.wait_logged(&operator, "dr", WAIT, |s| {
@@ -1035,20 +1100,11 @@ async fn edits_during_submitted_restore_keep_polled_phase() {
     .await;
 
     // Edit metadata every 100 ms and the spec every 500 ms while the restore runs.
-    let api = env.restores();
-    let editor = tokio::spawn(async move {
-        for round in 0u32..80 {
-            let patch = if round % 5 == 0 {
-                json!({"spec": {"pollIntervalSeconds": 1 + round % 2}})
-            } else {
-                json!({"metadata": {"annotations": {"test/round": round.to_string()}}})
-            };
-            api.patch("dr", &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .expect("edit object");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
+    let editor = common::spawn_editor(
+        env.restores(),
+        "dr",
+        |round| json!({"annotations": {"test/round": round.to_string()}}),
+    );
     let object = env
         .wait_logged(&operator, "dr", Duration::from_secs(90), |s| {
             s.phase.is_some_and(Phase::is_finished)
@@ -1072,6 +1128,397 @@ async fn edits_during_submitted_restore_keep_polled_phase() {
     assert!(!log.contains("409"), "a conflict surfaced:\n{log}");
     assert!(!log.contains("Conflict"), "a conflict surfaced:\n{log}");
     assert!(!log.contains("reconcile failed"), "{log}");
+}
+
+/// The Helm chart's own RBAC, in namespace scope, must let the operator send the
+/// run-restore request. The chart grants only `patch` on the `status` subresource, so
+/// the fresh read before the `Sending` record must be a GET of the object itself.
+#[tokio::test]
+async fn chart_rbac_allows_declarative_restore() {
+    let (env, sim, control) = setup("rbacsubmit").await;
+    common::apply_namespaced_chart(&env, &[&env.namespace], &["templates/rbac.yaml"]);
+    let kubeconfig = common::operator_kubeconfig();
+    let operator = Operator::start_with_kubeconfig(&env, &kubeconfig, &[]);
+    env.create_restore("dr", &sim, restore_spec()).await;
+
+    let object = env.wait_logged(&operator, "dr", WAIT, has_outcome).await;
+    let status = object.status.expect("status");
+    assert!(
+        has_state(&status, SubmissionState::Accepted),
+        "{}",
+        pretty(&status)
+    );
+    assert_eq!(processed_paths(&control).await, vec![BACKUP.to_owned()]);
+    assert!(
+        !operator.log().contains("forbidden"),
+        "operator log:\n{}",
+        operator.log()
+    );
+}
+
+/// A POST answered 401 was not acted on. When the login that follows fails with a 5xx,
+/// the request never reached the server, so the record must be `NotSent` and the request
+/// sent once the server recovers, as for any other failed login.
+#[tokio::test]
+async fn relogin_failure_after_post_401_is_not_sent() {
+    let (env, sim, control) = setup("relogin503").await;
+    let operator = Operator::start(&env, &[]);
+    // A 60 s interval keeps the shared poller from polling, and so from logging in
+    // again, between the revocation below and the run-restore request.
+    env.create_restore("watch", &sim, json!({"pollIntervalSeconds": 60}))
+        .await;
+    env.wait_logged(&operator, "watch", WAIT, |s| {
+        s.phase == Some(Phase::Waiting)
+    })
+    .await;
+    let revoked = control.revoke_sessions().await.expect("revoke");
+    assert!(revoked >= 1, "the watch has a session");
+    control
+        .set_fault(&Fault::http_error(503, ErrorFormat::Html).only(&[Endpoint::Login]))
+        .await
+        .expect("fault");
+    let mut spec = restore_spec();
+    common::merge(&mut spec, &json!({"pollIntervalSeconds": 60}));
+    env.create_restore("dr", &sim, spec).await;
+
+    let object = env.wait_logged(&operator, "dr", WAIT, has_outcome).await;
+    let status = object.status.expect("status");
+    assert_eq!(posts(&control).await, 1, "one POST, answered 401");
+    assert!(
+        processed_paths(&control).await.is_empty(),
+        "the only POST was rejected by the session check"
+    );
+    assert!(
+        has_state(&status, SubmissionState::NotSent),
+        "the server never acted on the request: {}",
+        pretty(&status)
+    );
+
+    control.clear_faults().await.expect("clear faults");
+    wait_for_processed(&control, 1, Duration::from_secs(90)).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(processed_posts(&control).await, 1);
+}
+
+/// `timeoutSeconds` may be up to 300, so the server may accept the request more than
+/// 120 s after `submittedTime`. A restore accepted a few seconds ago must still get the
+/// start grace, not end at the first "not running" poll.
+#[tokio::test]
+async fn slow_acceptance_keeps_start_grace() {
+    let (env, sim, control) = setup("slowaccept").await;
+    control
+        .set_faults(&[
+            Fault::slow(Duration::from_secs(125)).only(&[Endpoint::Restore]),
+            accept_without_run(),
+        ])
+        .await
+        .expect("faults");
+    let operator = Operator::start(&env, &[]);
+    let mut spec = restore_spec();
+    common::merge(&mut spec, &json!({"server": {"timeoutSeconds": 150}}));
+    env.create_restore("dr", &sim, spec).await;
+
+    env.wait_logged(&operator, "dr", Duration::from_secs(200), |s| {
+        has_state(s, SubmissionState::Accepted)
+    })
+    .await;
+    let accepted = Instant::now();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let status = current_status(&env, "dr").await;
+    println!("status {:?} after acceptance", accepted.elapsed());
+    assert_eq!(
+        status.phase,
+        Some(Phase::Running),
+        "accepted about 10 s ago, so the restore has not ended: {}",
+        pretty(&status)
+    );
+    assert!(
+        common::has_reason(&status, "SubmittedRestoreStarting"),
+        "{}",
+        pretty(&status)
+    );
+    assert_eq!(posts(&control).await, 1);
+}
+
+/// `spec.restore` added to an object that watches a running restore. The server rejects
+/// the request as busy, but the restore it runs succeeds, and the object must report
+/// that outcome, not `Failed`.
+#[tokio::test]
+async fn restore_added_mid_restore_keeps_outcome() {
+    let (env, sim, control) = setup("midadd").await;
+    let operator = Operator::start(&env, &[]);
+    env.create_restore("dr", &sim, json!({})).await;
+    env.wait_logged(&operator, "dr", WAIT, |s| s.phase == Some(Phase::Waiting))
+        .await;
+    start_run(&control, 4000).await;
+    env.wait_logged(&operator, "dr", WAIT, |s| s.phase == Some(Phase::Running))
+        .await;
+
+    patch_spec(&env, "dr", restore_spec()).await;
+    let object = env
+        .wait_logged(&operator, "dr", Duration::from_secs(90), |s| {
+            s.phase.is_some_and(Phase::is_finished)
+        })
+        .await;
+    let status = object.status.expect("status");
+    let state = control.state().await.expect("simulator state");
+    println!("simulator's last run: {:?}", state.last_run);
+    assert!(
+        state.runs_started == 1,
+        "one run, started by the test: {state:?}"
+    );
+    assert_eq!(
+        status.phase,
+        Some(Phase::Completed),
+        "the watched restore succeeded: {}",
+        pretty(&status)
+    );
+}
+
+/// A 2xx response is `Accepted`, whatever its body. A body over the client's 16 KiB
+/// limit does not make the server's acceptance unknown.
+#[tokio::test]
+async fn oversized_accept_body_is_accepted() {
+    let (env, sim, control) = setup("bigaccept").await;
+    control
+        .set_fault(&Fault::oversized(20 * 1024).only(&[Endpoint::Restore]))
+        .await
+        .expect("fault");
+    let operator = Operator::start(&env, &[]);
+    env.create_restore("dr", &sim, restore_spec()).await;
+
+    let object = env.wait_logged(&operator, "dr", WAIT, has_outcome).await;
+    let status = object.status.expect("status");
+    let statuses: Vec<Option<u16>> = control
+        .requests()
+        .await
+        .expect("request log")
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/ckms/restore"))
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, vec![Some(200)], "the server answered 200 once");
+    assert!(
+        has_state(&status, SubmissionState::Accepted),
+        "{}",
+        pretty(&status)
+    );
+}
+
+/// A 2xx response with a body that is not JSON is still `Accepted`, sent once, and its
+/// text lands in the record cut to size.
+#[tokio::test]
+async fn garbage_accept_body_is_accepted_once() {
+    let (env, sim, control) = setup("garbageaccept").await;
+    control
+        .set_fault(&Fault::garbage().only(&[Endpoint::Restore]))
+        .await
+        .expect("fault");
+    let operator = Operator::start(&env, &[]);
+    env.create_restore("dr", &sim, restore_spec()).await;
+
+    let object = env.wait_logged(&operator, "dr", WAIT, has_outcome).await;
+    let status = object.status.expect("status");
+    let record = status.submission.clone().expect("submission");
+    assert_eq!(
+        record.state,
+        SubmissionState::Accepted,
+        "{}",
+        pretty(&status)
+    );
+    assert!(record.message.contains("not JSON"), "{}", pretty(&status));
+    assert_eq!(record.http_status, None);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(posts(&control).await, 1);
+}
+
+/// `spec.restore.backupFilePath` changed while the request is `NotSent`: nothing was
+/// sent yet, so the next attempt sends the new path, the record names it, and the
+/// `RestoreSubmitted` condition does not call the change ignored.
+#[tokio::test]
+async fn not_sent_retry_sends_edited_path() {
+    let (env, sim, control) = setup("pathedit").await;
+    set_both_backups(&control).await;
+    control.set_fault(&redirect_post()).await.expect("fault");
+    let operator = Operator::start(&env, &[]);
+    env.create_restore("dr", &sim, restore_spec()).await;
+    let object = env
+        .wait_logged(&operator, "dr", WAIT, |s| {
+            has_state(s, SubmissionState::NotSent)
+        })
+        .await;
+    let status = object.status.expect("status");
+    assert_eq!(
+        status
+            .submission
+            .as_ref()
+            .map(|r| r.backup_file_path.as_str()),
+        Some(BACKUP)
+    );
+
+    patch_spec(
+        &env,
+        "dr",
+        json!({"restore": {"backupFilePath": OTHER_BACKUP}}),
+    )
+    .await;
+    control.clear_faults().await.expect("clear faults");
+
+    wait_for_processed(&control, 1, Duration::from_secs(90)).await;
+    let object = env
+        .wait_logged(&operator, "dr", WAIT, |s| {
+            has_state(s, SubmissionState::Accepted)
+                && condition(s, "RestoreSubmitted").is_some_and(|c| c.status == "True")
+        })
+        .await;
+    let status = object.status.expect("status");
+    assert_eq!(
+        processed_paths(&control).await,
+        vec![OTHER_BACKUP.to_owned()],
+        "the edited path is the one sent"
+    );
+    let record = status.submission.clone().expect("submission");
+    assert_eq!(record.backup_file_path, OTHER_BACKUP, "{}", pretty(&status));
+    let message = condition(&status, "RestoreSubmitted")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(!message.contains("ignored"), "{message}");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(processed_posts(&control).await, 1);
+}
+
+/// With every crate logging at trace, neither the login password nor the backup
+/// password appears in the operator's log, the Events, the status or the metrics, through
+/// a failed login at submission, the retry and the end of the restore.
+#[tokio::test]
+async fn trace_logging_keeps_passwords_out() {
+    let (env, sim, control) = setup("tracelog").await;
+    control
+        .set_fault(&Fault::http_error(503, ErrorFormat::Json).only(&[Endpoint::Login]))
+        .await
+        .expect("fault");
+    let kubeconfig = std::env::var_os("KUBECONFIG").expect("KUBECONFIG");
+    let operator = Operator::start_with_env(
+        &env,
+        std::path::Path::new(&kubeconfig),
+        &[],
+        &[("RUST_LOG", "trace")],
+    );
+    env.create_restore("dr", &sim, restore_spec()).await;
+    env.wait_logged(&operator, "dr", WAIT, |s| {
+        has_state(s, SubmissionState::NotSent)
+    })
+    .await;
+    control.clear_faults().await.expect("clear faults");
+    let object = env
+        .wait_logged(&operator, "dr", Duration::from_secs(120), |s| {
+            s.phase.is_some_and(Phase::is_finished)
+        })
+        .await;
+    let status = object.status.expect("status");
+    assert_eq!(status.phase, Some(Phase::Completed), "{}", pretty(&status));
+    assert!(ready(&status).is_some());
+
+    let log = operator.log();
+    assert!(
+        log.contains("run-restore request sent"),
+        "the log covers the request"
+    );
+    let raw_status = env.raw_status("dr").await.to_string();
+    let events = env.event_text().await;
+    let metrics = operator.metrics().await;
+    for (text, what) in [
+        (&log, "the operator log"),
+        (&raw_status, "the status"),
+        (&events, "the Events"),
+        (&metrics, "the metrics"),
+    ] {
+        common::assert_no_secret(text, what);
+        assert!(
+            !text.contains(BACKUP_PASSWORD),
+            "the backup password appears in {what}"
+        );
+    }
+    assert_eq!(processed_posts(&control).await, 1);
+}
+
+/// Builds a Role and RoleBinding for the operator's user in `namespace`. With `watch`,
+/// the Role also allows list and watch on the objects.
+fn operator_role(namespace: &str, watch: bool) -> String {
+    let object_verbs = if watch {
+        r#"["get", "list", "watch"]"#
+    } else {
+        r#"["get"]"#
+    };
+    format!(
+        r#"apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: operator, namespace: {namespace}}}
+rules:
+  - {{apiGroups: ["sklm.dev"], resources: ["sklmrestores"], verbs: {object_verbs}}}
+  - {{apiGroups: ["sklm.dev"], resources: ["sklmrestores/status"], verbs: ["get", "patch"]}}
+  - {{apiGroups: [""], resources: ["secrets"], verbs: ["list", "watch"]}}
+  - {{apiGroups: ["events.k8s.io"], resources: ["events"], verbs: ["create", "patch"]}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: operator, namespace: {namespace}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: operator}}
+subjects:
+  - {{kind: ServiceAccount, name: sklm-restore-operator, namespace: sklm-system}}
+"#
+    )
+}
+
+/// The path edit lands while the operator's object cache is stale. The fresh read before
+/// the `Sending` record shows the new path, and the record is written against that read,
+/// so the old path must not be sent. The cache is held stale by restarting the API
+/// server after taking away list and watch, so the watch cannot list again.
+#[tokio::test]
+async fn stale_cache_path_edit_never_sends_old_path() {
+    let plane = OwnControlPlane::up();
+    let env = TestEnv::new_with_kubeconfig("stalespec", &plane.kubeconfig()).await;
+    plane.kubectl(
+        &["apply", "-f", "-"],
+        Some(&operator_role(&env.namespace, true)),
+    );
+    let (env, sim, control) = setup_in(env).await;
+    set_both_backups(&control).await;
+    control.set_fault(&redirect_post()).await.expect("fault");
+    let operator = Operator::start_with_kubeconfig(&env, &plane.operator_kubeconfig(), &[]);
+    env.create_restore("dr", &sim, restore_spec()).await;
+    env.wait_logged(&operator, "dr", WAIT, |s| {
+        has_state(s, SubmissionState::NotSent)
+    })
+    .await;
+
+    plane.kubectl(
+        &["apply", "-f", "-"],
+        Some(&operator_role(&env.namespace, false)),
+    );
+    plane.restart_apiserver();
+    let patch = json!({"spec": {"restore": {"backupFilePath": OTHER_BACKUP}}});
+    let deadline = Instant::now() + WAIT;
+    while let Err(error) = env
+        .restores()
+        .patch("dr", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        assert!(Instant::now() < deadline, "patch spec: {error}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    control.clear_faults().await.expect("clear faults");
+
+    // The `NotSent` retry comes within 30 s; 60 s leaves room for a slow machine.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let paths = processed_paths(&control).await;
+    let status = current_status(&env, "dr").await;
+    assert!(
+        !paths.iter().any(|p| p == BACKUP),
+        "the replaced path was sent: {paths:?}; status: {}",
+        pretty(&status)
+    );
+    assert!(paths.len() <= 1, "{paths:?}");
 }
 
 /// Submission time of the pure `decide` tests, in seconds since the Unix epoch.

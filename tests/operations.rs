@@ -5,19 +5,12 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Operator, TestEnv};
+use common::{Operator, TestEnv, apply_namespaced_chart, kubectl, operator_kubeconfig};
 use serde_json::json;
 use sklm_restore_operator::crd::Phase;
 use sklm_sim::{Phase as SimPhase, RestoreResult};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn kubectl(args: &[&str]) -> std::process::Output {
-    Command::new("kubectl")
-        .args(args)
-        .output()
-        .expect("run kubectl")
-}
 
 /// The value of one series line, such as `sklm_logins_total 1`.
 fn series(metrics: &str, prefix: &str) -> u64 {
@@ -133,63 +126,6 @@ async fn kubectl_wait_both_forms_return() {
     assert!(table.contains("Completed"), "{table}");
 }
 
-/// The identity the test API server's token file gives `operator.kubeconfig`.
-const OPERATOR_NAMESPACE: &str = "sklm-system";
-
-/// Renders the chart's RBAC and ServiceAccount in `namespace` scope for `watched`, and
-/// applies them as the admin.
-fn apply_namespaced_chart_rbac(env: &TestEnv, watched: &[&str]) {
-    let helm = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/hack/tools.sh"))
-        .arg("helm")
-        .output()
-        .expect("hack/tools.sh helm");
-    assert!(
-        helm.status.success(),
-        "{}",
-        String::from_utf8_lossy(&helm.stderr)
-    );
-    let helm = String::from_utf8(helm.stdout)
-        .expect("path")
-        .trim()
-        .to_owned();
-    let watch = format!("watchNamespaces={{{}}}", watched.join(","));
-    let rendered = Command::new(&helm)
-        .args([
-            "template",
-            "sklm-restore-operator",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/charts/sklm-restore-operator"),
-        ])
-        .args([
-            "--namespace",
-            OPERATOR_NAMESPACE,
-            "--set",
-            "rbac.scope=namespace",
-            "--set",
-            &watch,
-        ])
-        .args([
-            "--show-only",
-            "templates/rbac.yaml",
-            "--show-only",
-            "templates/serviceaccount.yaml",
-        ])
-        .output()
-        .expect("helm template");
-    assert!(
-        rendered.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rendered.stderr)
-    );
-    let manifests = env.workdir.path().join("rbac.yaml");
-    std::fs::write(&manifests, &rendered.stdout).expect("write manifests");
-    let applied = kubectl(&["apply", "-f", manifests.to_str().expect("UTF-8 path")]);
-    assert!(
-        applied.status.success(),
-        "{}",
-        String::from_utf8_lossy(&applied.stderr)
-    );
-}
-
 /// The operator watches two namespaces with only the Roles the chart renders for them,
 /// shares one poller between objects in both that poll the same server as the same user,
 /// and cannot read Secrets anywhere else.
@@ -198,13 +134,15 @@ async fn rbac_namespaced_chart_permissions_suffice() {
     let env = TestEnv::new("rbac").await;
     let second = TestEnv::new("rbac-second").await;
     let unwatched = TestEnv::new("rbac-unwatched").await;
-    let _ = kubectl(&["create", "namespace", OPERATOR_NAMESPACE]);
-    apply_namespaced_chart_rbac(&env, &[&env.namespace, &second.namespace]);
+    apply_namespaced_chart(
+        &env,
+        &[&env.namespace, &second.namespace],
+        &["templates/rbac.yaml", "templates/serviceaccount.yaml"],
+    );
 
     // Run as the chart's ServiceAccount, bound only by what the chart rendered. The
     // operator gets `--namespace` for `env` from the helper, and the second one here.
-    let kubeconfig = std::path::Path::new(&std::env::var("KUBECONFIG").expect("KUBECONFIG"))
-        .with_file_name("operator.kubeconfig");
+    let kubeconfig = operator_kubeconfig();
     let sim = env.start_sim(&[]);
     let control = sim.control().expect("control client");
     for watched in [&env, &second, &unwatched] {

@@ -407,30 +407,23 @@ impl Operator {
 
     /// HTTP status of `GET /healthz`, or `None` when the request failed.
     pub async fn healthz(&self) -> Option<u16> {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .expect("HTTP client");
-        let url = format!("http://{}/healthz", self.metrics_addr);
-        client
-            .get(url)
-            .send()
-            .await
-            .ok()
-            .map(|response| response.status().as_u16())
+        self.http_status("/healthz").await
     }
-}
 
-impl Operator {
     /// HTTP status of `GET /readyz`, or `None` when the request failed.
     pub async fn readyz(&self) -> Option<u16> {
+        self.http_status("/readyz").await
+    }
+
+    /// HTTP status of a GET on `path` of the operator's HTTP address, or `None` when the
+    /// request failed.
+    async fn http_status(&self, path: &str) -> Option<u16> {
         let client = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(5))
             .build()
             .expect("HTTP client");
-        let url = format!("http://{}/readyz", self.metrics_addr);
+        let url = format!("http://{}{path}", self.metrics_addr);
         client
             .get(url)
             .send()
@@ -553,4 +546,263 @@ pub async fn request_times(
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local address").port()
+}
+
+/// Runs kubectl with `args` as the user of KUBECONFIG and returns its output.
+pub fn kubectl(args: &[&str]) -> std::process::Output {
+    Command::new("kubectl")
+        .args(args)
+        .output()
+        .expect("run kubectl")
+}
+
+/// Namespace of the operator's ServiceAccount, the identity that the test API server's
+/// token file gives `operator.kubeconfig`.
+pub const OPERATOR_NAMESPACE: &str = "sklm-system";
+
+/// Returns the path of `operator.kubeconfig`, which `hack/control-plane.sh` writes next to
+/// the admin's KUBECONFIG.
+pub fn operator_kubeconfig() -> PathBuf {
+    Path::new(&std::env::var("KUBECONFIG").expect("KUBECONFIG"))
+        .with_file_name("operator.kubeconfig")
+}
+
+/// Creates [`OPERATOR_NAMESPACE`] if it is missing, renders the chart's `templates` (such
+/// as `templates/rbac.yaml`) in `namespace` RBAC scope for the `watched` namespaces, and
+/// applies them as the admin.
+pub fn apply_namespaced_chart(env: &TestEnv, watched: &[&str], templates: &[&str]) {
+    let _ = kubectl(&["create", "namespace", OPERATOR_NAMESPACE]);
+    let helm = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/hack/tools.sh"))
+        .arg("helm")
+        .output()
+        .expect("hack/tools.sh helm");
+    assert!(
+        helm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&helm.stderr)
+    );
+    let helm = String::from_utf8(helm.stdout)
+        .expect("UTF-8 path")
+        .trim()
+        .to_owned();
+
+    let watch = format!("watchNamespaces={{{}}}", watched.join(","));
+    let mut command = Command::new(&helm);
+    command
+        .args([
+            "template",
+            "sklm-restore-operator",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/charts/sklm-restore-operator"),
+        ])
+        .args([
+            "--namespace",
+            OPERATOR_NAMESPACE,
+            "--set",
+            "rbac.scope=namespace",
+            "--set",
+            &watch,
+        ]);
+    for template in templates {
+        command.args(["--show-only", template]);
+    }
+    let rendered = command.output().expect("helm template");
+    assert!(
+        rendered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+
+    let manifests = env.workdir.path().join("rbac.yaml");
+    std::fs::write(&manifests, &rendered.stdout).expect("write manifests");
+    let applied = kubectl(&["apply", "-f", manifests.to_str().expect("UTF-8 path")]);
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+}
+
+/// Starts a task that edits object `name` 80 times, 100 ms apart: the spec's
+/// `pollIntervalSeconds` every fifth round, and the metadata that `metadata(round)` returns
+/// in the other rounds. Edits of both kinds race the operator's status writes.
+pub fn spawn_editor(
+    api: Api<SklmRestore>,
+    name: &str,
+    metadata: impl Fn(u32) -> serde_json::Value + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let name = name.to_owned();
+    tokio::spawn(async move {
+        for round in 0u32..80 {
+            let patch = if round % 5 == 0 {
+                json!({"spec": {"pollIntervalSeconds": 1 + round % 2}})
+            } else {
+                json!({"metadata": metadata(round)})
+            };
+            api.patch(
+                &name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+            .expect("edit object");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+/// A control plane of one test: `hack/control-plane.sh` on free ports and a temporary
+/// folder, so that the test can stop and restart its API server. `down` runs on drop.
+pub struct OwnControlPlane {
+    dir: tempfile::TempDir,
+    etcd_port: u16,
+    api_port: u16,
+}
+
+impl OwnControlPlane {
+    /// Starts the control plane and installs the CRDs on it.
+    pub fn up() -> OwnControlPlane {
+        let dir = tempfile::Builder::new()
+            .prefix("sklm-cp-")
+            .tempdir()
+            .expect("temp dir");
+        let plane = OwnControlPlane {
+            dir,
+            etcd_port: free_port_pair(10),
+            api_port: free_port_pair(1),
+        };
+        plane.run("up");
+        let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/crds");
+        plane.kubectl(&["apply", "--server-side", "-f", crds], None);
+        plane.kubectl(
+            &[
+                "wait",
+                "--for=condition=Established",
+                "crd/sklmrestores.sklm.dev",
+                "--timeout=60s",
+            ],
+            None,
+        );
+        plane
+    }
+
+    /// Returns the path of the admin's kubeconfig.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    /// Returns the path of the kubeconfig of the operator's ServiceAccount.
+    pub fn operator_kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("operator.kubeconfig")
+    }
+
+    /// Runs `hack/control-plane.sh action` for this plane and asserts that it succeeded.
+    pub fn run(&self, action: &str) {
+        let output = self
+            .script_command(action)
+            .output()
+            .expect("run hack/control-plane.sh");
+        assert!(
+            output.status.success(),
+            "control-plane.sh {action} failed: {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    fn script_command(&self, action: &str) -> Command {
+        let mut command = Command::new("bash");
+        command
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/hack/control-plane.sh"
+            ))
+            .arg(action)
+            .env("SKLM_CP_DIR", self.dir.path())
+            .env("SKLM_ETCD_PORT", self.etcd_port.to_string())
+            .env("SKLM_APISERVER_PORT", self.api_port.to_string());
+        command
+    }
+
+    /// Runs kubectl as the admin, with `stdin` as its input when given, and asserts that
+    /// it succeeded.
+    pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) {
+        use std::io::Write;
+        let mut child = Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", self.kubeconfig())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl");
+        let mut input = child.stdin.take().expect("kubectl stdin");
+        input
+            .write_all(stdin.unwrap_or_default().as_bytes())
+            .expect("write kubectl stdin");
+        drop(input);
+        let output = child.wait_with_output().expect("wait for kubectl");
+        assert!(
+            output.status.success(),
+            "kubectl {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Stops only this plane's kube-apiserver, by the process id its start recorded, and
+    /// removes its pid file so that `run("up")` starts it again.
+    pub fn stop_apiserver(&self) {
+        let pid_file = self.dir.path().join("kube-apiserver.pid");
+        let pid = std::fs::read_to_string(&pid_file).expect("kube-apiserver.pid");
+        let pid = pid.trim().to_owned();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -TERM {pid}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !process_stopped(&pid) {
+            assert!(
+                Instant::now() < deadline,
+                "kube-apiserver {pid} did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::fs::remove_file(&pid_file).expect("remove kube-apiserver.pid");
+    }
+
+    /// Stops this plane's kube-apiserver and starts it again with `up`, which leaves the
+    /// running etcd and its data as they are.
+    pub fn restart_apiserver(&self) {
+        self.stop_apiserver();
+        self.run("up");
+    }
+}
+
+impl Drop for OwnControlPlane {
+    fn drop(&mut self) {
+        let _ = self.script_command("down").output();
+    }
+}
+
+/// Returns a free port `p` from 28000 to 28899 whose `p + offset` is free too, away from
+/// the default ports of `hack/control-plane.sh`.
+fn free_port_pair(offset: u16) -> u16 {
+    for _ in 0..200 {
+        let port = 28_000 + u16::try_from(rand::random::<u32>() % 900).expect("small");
+        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if free(port) && free(port + offset) {
+            return port;
+        }
+    }
+    panic!("no free port pair with offset {offset} after 200 tries");
+}
+
+/// Reports whether process `pid` has exited. The script's background processes belong to
+/// init, which may leave them as zombies (state `Z`), and a zombie has stopped too.
+fn process_stopped(pid: &str) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    let state = stat.rsplit(')').next().unwrap_or_default().trim_start();
+    state.starts_with('Z')
 }
