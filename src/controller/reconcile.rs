@@ -45,17 +45,20 @@ pub async fn reconcile(object: Arc<SklmRestore>, ctx: Arc<Context>) -> Result<Ac
     let generation = object.meta().generation;
     // With `spec.restore`, every status write requires the resourceVersion it was decided
     // from, so a stale cache can never overwrite a newer run-restore record.
-    let precondition = object
-        .spec
-        .restore
-        .as_ref()
-        .and_then(|_| object.resource_version());
+    let mut stored = Stored {
+        status: previous.clone(),
+        resource_version: object
+            .spec
+            .restore
+            .as_ref()
+            .and_then(|_| object.resource_version()),
+    };
 
     if previous.phase.is_some_and(Phase::is_finished) {
         ctx.hub.unsubscribe(&key);
         let decision = decide::keep_status(&previous, generation);
-        let written = write_if_changed(&object, &previous, precondition, &decision, &ctx);
-        return Ok(after_write(written.await?, Action::await_change()));
+        let written = write_if_changed(&object, &stored, &decision, &ctx).await?;
+        return Ok(after_write(written, Action::await_change()));
     }
 
     // The Secret cache fills beside the object cache after every start: a Secret missing
@@ -70,8 +73,8 @@ pub async fn reconcile(object: Arc<SklmRestore>, ctx: Arc<Context>) -> Result<Ac
             let input = Input::Problem { reason, message };
             let decision =
                 decide::decide(&previous, &input, settings, generation, Timestamp::now());
-            let written = write_if_changed(&object, &previous, precondition, &decision, &ctx);
-            return Ok(after_write(written.await?, Action::requeue(PROBLEM_RETRY)));
+            let written = write_if_changed(&object, &stored, &decision, &ctx).await?;
+            return Ok(after_write(written, Action::requeue(PROBLEM_RETRY)));
         }
     };
     let interval = Duration::from_secs(object.spec.poll_interval_seconds.into());
@@ -80,10 +83,6 @@ pub async fn reconcile(object: Arc<SklmRestore>, ctx: Arc<Context>) -> Result<Ac
         wants_result: previous.phase == Some(Phase::Running),
     };
     let snapshot = ctx.hub.subscribe(key.clone(), target.clone(), subscription);
-    let mut stored = Stored {
-        status: previous.clone(),
-        resource_version: precondition,
-    };
     let mut base = previous.clone();
     let mut submission_recheck = None;
     if let Some(request) = &object.spec.restore {
@@ -110,28 +109,15 @@ pub async fn reconcile(object: Arc<SklmRestore>, ctx: Arc<Context>) -> Result<Ac
             return Ok(next);
         }
         let decision = decide::keep_status(&base, generation);
-        let written = write_if_changed(
-            &object,
-            &stored.status,
-            stored.resource_version,
-            &decision,
-            &ctx,
-        );
-        return Ok(after_write(written.await?, next));
+        let written = write_if_changed(&object, &stored, &decision, &ctx).await?;
+        return Ok(after_write(written, next));
     };
     let decision = decide_polled(&object, &base, &snapshot, settings);
     if decision.wants_result != subscription.wants_result {
         subscription.wants_result = decision.wants_result;
         ctx.hub.subscribe(key.clone(), target, subscription);
     }
-    let written = write_if_changed(
-        &object,
-        &stored.status,
-        stored.resource_version,
-        &decision,
-        &ctx,
-    )
-    .await?;
+    let written = write_if_changed(&object, &stored, &decision, &ctx).await?;
     if decision.status.phase.is_some_and(Phase::is_finished) {
         ctx.hub.unsubscribe(&key);
         return Ok(after_write(written, Action::await_change()));
@@ -432,17 +418,18 @@ fn poll_target(
 /// records an Event when the Ready reason or the phase changed.
 async fn write_if_changed(
     object: &SklmRestore,
-    previous: &SklmRestoreStatus,
-    precondition: Option<String>,
+    stored: &Stored,
     decision: &Decision,
     ctx: &Context,
 ) -> Result<Write, Error> {
+    let previous = &stored.status;
     if decision.status == *previous {
         return Ok(Write::Unchanged);
     }
     let api: Api<SklmRestore> =
         Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
     let name = object.name_any();
+    let precondition = stored.resource_version.clone();
     let mut written = apply_status(&api, &name, &decision.status, precondition, ctx).await;
     if is_conflict(&written) {
         // A spec or metadata edit also moves the resourceVersion. The decision still
