@@ -653,3 +653,20 @@ fn row_other_condition_types_are_kept() {
     let kept = conditions::find(&decision.status.conditions, condition::RESTORE_SUBMITTED);
     assert_eq!(kept, Some(&extra));
 }
+
+#[test]
+fn decision_table_rows_name_existing_tests() {
+    let table = include_str!("../../../docs/decision-table.md");
+    let tests = include_str!("tests.rs");
+    let named: Vec<&str> = table
+        .split('`')
+        .filter(|word| word.starts_with("row_"))
+        .collect();
+    assert!(named.len() >= 29, "rows found: {}", named.len());
+    for name in named {
+        assert!(
+            tests.contains(&format!("fn {name}()")),
+            "docs/decision-table.md names {name}, which is not a test here"
+        );
+    }
+}
