@@ -1471,9 +1471,9 @@ subjects:
 }
 
 /// The path edit lands while the operator's object cache is stale. The fresh read before
-/// the `Sending` record shows the new path, and the record is written against that read,
-/// so the old path must not be sent. The cache is held stale by restarting the API
-/// server after taking away list and watch, so the watch cannot list again.
+/// the `Sending` record shows a `spec.restore` other than the cached one, so the old path
+/// must not be sent. The cache is held stale by restarting the API server after taking
+/// away list and watch, so the watch cannot list again.
 #[tokio::test]
 async fn stale_cache_path_edit_never_sends_old_path() {
     let plane = OwnControlPlane::up();
