@@ -162,6 +162,44 @@ async fn first_poll_unreachable_is_pending() {
     assert!(!log.contains("failed to write status"), "{log}");
 }
 
+/// Without `--namespace` the operator watches every namespace. Objects in two namespaces
+/// that poll the same server as the same user share one session, and a change on the
+/// server reaches both.
+#[tokio::test]
+async fn all_namespaces_share_one_session() {
+    let plane = OwnControlPlane::up();
+    let first = TestEnv::new_with_kubeconfig("allns-a", &plane.kubeconfig()).await;
+    let second = TestEnv::new_with_kubeconfig("allns-b", &plane.kubeconfig()).await;
+    let sim = first.start_sim(&[]);
+    let control = sim.control().expect("control client");
+    first.put_default_secrets(&sim).await;
+    second.put_default_secrets(&sim).await;
+    let operator = Operator::start_all_namespaces(&first, &plane.kubeconfig());
+    first.create_restore("dr", &sim, json!({})).await;
+    second.create_restore("dr", &sim, json!({})).await;
+    for env in [&first, &second] {
+        env.wait_logged(&operator, "dr", WAIT, |s| s.phase == Some(Phase::Waiting))
+            .await;
+    }
+
+    control
+        .set_phase(SimPhase::Initialize)
+        .await
+        .expect("set phase");
+    for env in [&first, &second] {
+        env.wait_logged(&operator, "dr", WAIT, |s| {
+            s.restore_phase == Some(RestorePhase::Initialize)
+        })
+        .await;
+    }
+    assert_eq!(control.login_count().await.expect("login count"), 1);
+    let metrics = operator.metrics().await;
+    assert!(
+        metrics.contains(r#"sklm_restores{phase="Running"} 2"#),
+        "{metrics}"
+    );
+}
+
 #[tokio::test]
 async fn edits_during_polls_keep_polled_phase() {
     let env = TestEnv::new("edits").await;

@@ -281,21 +281,30 @@ impl Operator {
         extra_args: &[&str],
         extra_env: &[(&str, &str)],
     ) -> Self {
+        let mut args = vec!["--namespace", env.namespace.as_str()];
+        args.extend_from_slice(extra_args);
+        Self::spawn(env, kubeconfig, &args, extra_env)
+    }
+
+    /// Starts the operator watching every namespace, as the user of `kubeconfig`. Only
+    /// for a control plane of the test's own, where no other test's objects live.
+    pub fn start_all_namespaces(env: &TestEnv, kubeconfig: &Path) -> Self {
+        Self::spawn(env, kubeconfig, &[], &[])
+    }
+
+    fn spawn(
+        env: &TestEnv,
+        kubeconfig: &Path,
+        extra_args: &[&str],
+        extra_env: &[(&str, &str)],
+    ) -> Self {
         let log_path = env
             .workdir
             .path()
             .join(format!("operator-{:08x}.log", rand::random::<u32>()));
         let log = std::fs::File::create(&log_path).expect("operator log file");
         let child = Command::new(env!("CARGO_BIN_EXE_sklm-restore-operator"))
-            .args([
-                "run",
-                "--namespace",
-                &env.namespace,
-                "--http-addr",
-                "127.0.0.1:0",
-                "--log-format",
-                "json",
-            ])
+            .args(["run", "--http-addr", "127.0.0.1:0", "--log-format", "json"])
             .args(extra_args)
             .env("RUST_LOG", "info,sklm_restore_operator=debug")
             .env("KUBECONFIG", kubeconfig)
