@@ -147,6 +147,8 @@ expect_render_error '"Keys" is not a namespace name' \
   --set rbac.scope=namespace --set 'watchNamespaces={keys,Keys}'
 expect_render_error 'watchNamespaces must be a list' \
   --set rbac.scope=namespace --set watchNamespaces=keys
+expect_render_error 'watchNamespaces applies only with rbac.scope=namespace' \
+  --set rbac.scope=cluster --set 'watchNamespaces={keys}'
 
 if [[ -n "${KUBECONFIG:-}" ]]; then
   server_version="$(kubectl version -o json 2>/dev/null | sed -n 's/.*"gitVersion": "\([^"]*\)".*/\1/p' | tail -n1)"

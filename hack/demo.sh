@@ -32,10 +32,17 @@ say "starting the control plane (the first run builds kube-apiserver, about 6 mi
 # Read the status whole: `grep -q` closing the pipe early would fail it under pipefail.
 plane_status="$(hack/control-plane.sh status)"
 grep -q '^kube-apiserver: running' <<<"$plane_status" || started_plane=1
-eval "$(hack/control-plane.sh up)"
+# Never fall back to the user's own cluster: a failed `up` prints nothing, and `eval ""`
+# would succeed with the old KUBECONFIG.
+unset KUBECONFIG
+plane_env="$(hack/control-plane.sh up)"
+eval "$plane_env"
+[[ -n ${KUBECONFIG:-} ]] || { echo "hack/control-plane.sh up gave no KUBECONFIG" >&2; exit 1; }
 kubeconfig_ready=1
 kubectl apply --server-side --force-conflicts -f crds/ >/dev/null
 kubectl wait --for=condition=Established crd/sklmrestores.sklm.dev --timeout=60s >/dev/null
+# A namespace left by an earlier run on a reused control plane may still be terminating.
+kubectl delete namespace "$namespace" --ignore-not-found --timeout=120s >/dev/null
 kubectl create namespace "$namespace" >/dev/null
 
 say "starting the SKLM simulator: a restore starts after 10 s, one step every 3 s"

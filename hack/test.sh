@@ -36,7 +36,12 @@ cleanup() {
   if [[ $started_here == 1 ]]; then hack/control-plane.sh down || true; fi
 }
 trap cleanup EXIT
-eval "$(hack/control-plane.sh up)"
+# Never fall back to the user's own cluster: a failed `up` prints nothing, and `eval ""`
+# would succeed with the old KUBECONFIG.
+unset KUBECONFIG
+plane_env="$(hack/control-plane.sh up)"
+eval "$plane_env"
+[[ -n ${KUBECONFIG:-} ]] || { echo "hack/control-plane.sh up gave no KUBECONFIG" >&2; exit 1; }
 kubectl apply --server-side --force-conflicts -f crds/ >/dev/null
 kubectl wait --for=condition=Established crd/sklmrestores.sklm.dev --timeout=60s >/dev/null
 

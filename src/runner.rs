@@ -50,7 +50,8 @@ const MAX_NAMESPACE_LEN: usize = 63;
 pub fn parse_namespace(value: &str) -> Result<String, String> {
     if value.is_empty() {
         return Err(
-            "a namespace name must not be empty; omit --namespace to watch all namespaces"
+            "a namespace name must not be empty; to watch all namespaces, leave out \
+             --namespace and unset SKLM_WATCH_NAMESPACE"
                 .to_owned(),
         );
     }

@@ -17,11 +17,15 @@ from pathlib import Path
 from .common import REPO, BenchError, log
 
 # The benchmark's own control plane. The shared one that tests use runs on the script's
-# default directory and ports, which these settings keep clear of.
+# default directory and ports, which these defaults keep clear of; the same environment
+# variables as for hack/control-plane.sh move them.
 CONTROL_PLANE_ENV = {
-    "SKLM_CP_DIR": str(REPO / "target/bench-cp"),
-    "SKLM_ETCD_PORT": "24790",
-    "SKLM_APISERVER_PORT": "17443",
+    name: os.environ.get(name, default)
+    for name, default in (
+        ("SKLM_CP_DIR", str(REPO / "target/bench-cp")),
+        ("SKLM_ETCD_PORT", "24790"),
+        ("SKLM_APISERVER_PORT", "17443"),
+    )
 }
 
 GROUP_PATH = "/apis/sklm.dev/v1alpha1"

@@ -53,7 +53,7 @@ impl Endpoint {
             || parsed.fragment().is_some()
         {
             return Err(invalid(
-                "no path, query or fragment allowed; put the path in apiPrefix",
+                "no path, query or fragment allowed; put the path in apiPrefix (--api-prefix for probe)",
             ));
         }
         if !api_prefix.starts_with('/') || api_prefix.ends_with('/') || api_prefix.contains("..") {

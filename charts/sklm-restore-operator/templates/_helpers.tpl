@@ -66,7 +66,10 @@ single-namespace value.
 */}}
 {{- define "sklm-restore-operator.watchNamespaces" -}}
 {{- if .Values.watchNamespace }}
-{{- fail "watchNamespace was replaced by the list watchNamespaces: set watchNamespaces={NAMESPACE} instead" }}
+{{- fail (printf "watchNamespace was replaced by the list watchNamespaces: set watchNamespaces={%s} instead" (toString .Values.watchNamespace)) }}
+{{- end }}
+{{- if and (eq .Values.rbac.scope "cluster") .Values.watchNamespaces }}
+{{- fail "watchNamespaces applies only with rbac.scope=namespace; with rbac.scope=cluster the operator watches every namespace" }}
 {{- end }}
 {{- if eq .Values.rbac.scope "namespace" }}
 {{- $listed := default (list .Release.Namespace) .Values.watchNamespaces }}
