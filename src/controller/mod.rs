@@ -40,16 +40,21 @@ pub struct Context {
 }
 
 impl Context {
-    /// Returns this process's run-restore record for the object `uid`, unless `stored`
-    /// already shows it. A record that the stored status shows is forgotten.
-    fn remembered(&self, uid: &str, stored: Option<&Submission>) -> Option<Submission> {
+    /// Returns the newest run-restore record of `object`: the one this process wrote,
+    /// unless the cached status already shows it (it is then forgotten), or else the
+    /// cached status's.
+    fn latest_record(&self, object: &SklmRestore) -> Option<Submission> {
+        let uid = object.uid().unwrap_or_default();
+        let cached = object.status.as_ref().and_then(|s| s.submission.as_ref());
         let mut submissions = self.submissions.lock().expect("submissions lock");
-        let record = submissions.get(uid)?;
-        if stored == Some(record) {
-            submissions.remove(uid);
-            return None;
+        match submissions.get(&uid) {
+            Some(record) if cached == Some(record) => {
+                submissions.remove(&uid);
+            }
+            Some(record) => return Some(record.clone()),
+            None => {}
         }
-        Some(record.clone())
+        cached.cloned()
     }
 
     fn remember(&self, uid: &str, record: Submission) {

@@ -13,7 +13,9 @@ use kube::{Resource, ResourceExt};
 
 use super::decide::{self, Decision, Input, Settings};
 use super::{Context, Error, secrets, submission};
-use crate::crd::{Phase, RestoreRequest, SklmRestore, SklmRestoreStatus, SubmissionState};
+use crate::crd::{
+    Phase, RestoreRequest, SklmRestore, SklmRestoreStatus, Submission, SubmissionState,
+};
 use crate::names::{FIELD_MANAGER, condition, reason};
 use crate::sklm::hub::Snapshot;
 use crate::sklm::hub::{PollTarget, Subscription};
@@ -66,7 +68,8 @@ pub async fn reconcile(object: Arc<SklmRestore>, ctx: Arc<Context>) -> Result<Ac
     if ctx.secrets.wait_until_ready().await.is_err() {
         return Ok(Action::requeue(PROBLEM_RETRY));
     }
-    let (target, backup_password) = match prepare(&object, &namespace, &ctx) {
+    let record = ctx.latest_record(&object);
+    let (target, backup_password) = match prepare(&object, &namespace, record.as_ref(), &ctx) {
         Ok(prepared) => prepared,
         Err((reason, message)) => {
             ctx.hub.unsubscribe(&key);
@@ -89,6 +92,7 @@ pub async fn reconcile(object: Arc<SklmRestore>, ctx: Arc<Context>) -> Result<Ac
         let sender = Sender {
             object: &object,
             request,
+            record,
             target: &target,
             backup_password,
             latest_poll: snapshot.as_deref(),
@@ -182,6 +186,9 @@ struct Submitted {
 struct Sender<'a> {
     object: &'a SklmRestore,
     request: &'a RestoreRequest,
+    /// The newest record known without asking the API server (see
+    /// [`Context::latest_record`]).
+    record: Option<Submission>,
     target: &'a PollTarget,
     /// Read only while the request still needs sending.
     backup_password: Option<String>,
@@ -202,15 +209,13 @@ impl Sender<'_> {
     async fn submit_once(self) -> Result<Option<Submitted>, Error> {
         let object = self.object;
         let uid = object.uid().unwrap_or_default();
-        let previous = object.status.clone().unwrap_or_default();
-        let remembered = self.ctx.remembered(&uid, previous.submission.as_ref());
-        let cached = remembered.or_else(|| previous.submission.clone());
-        if !submission::needs_sending(cached.as_ref()) {
+        if !submission::needs_sending(self.record.as_ref()) {
             let stored = Stored {
-                status: previous,
+                status: object.status.clone().unwrap_or_default(),
                 resource_version: object.resource_version(),
             };
-            return Ok(Some(self.settle(stored, cached)));
+            let record = self.record.clone();
+            return Ok(Some(self.settle(stored, record)));
         }
         let api = self.api();
         // A plain GET returns the status too, and needs no permission beyond the watch.
@@ -294,7 +299,7 @@ impl Sender<'_> {
     /// Builds the status for a request that needs no sending now, because it was sent
     /// before or another process is sending it. A `Sending` record counts as interrupted
     /// once [`submission::in_flight_left`] is zero.
-    fn settle(&self, stored: Stored, record: Option<crate::crd::Submission>) -> Submitted {
+    fn settle(&self, stored: Stored, record: Option<Submission>) -> Submitted {
         let mut base = stored.status.clone();
         let mut recheck_after = None;
         if let Some(record) = record {
@@ -357,20 +362,16 @@ impl Sender<'_> {
 fn prepare(
     object: &SklmRestore,
     namespace: &str,
+    record: Option<&Submission>,
     ctx: &Context,
 ) -> Result<(PollTarget, Option<String>), (&'static str, String)> {
     let target = poll_target(object, namespace, ctx)?;
-    let uid = object.uid().unwrap_or_default();
-    let status = object.status.as_ref();
-    let record = ctx
-        .remembered(&uid, status.and_then(|s| s.submission.as_ref()))
-        .or_else(|| status.and_then(|s| s.submission.clone()));
-    // The password is needed only to send: a Secret deleted after that changes nothing.
+    // The password is needed only to send, so a Secret deleted after that changes nothing.
     let password_ref = object
         .spec
         .restore
         .as_ref()
-        .filter(|_| submission::needs_sending(record.as_ref()))
+        .filter(|_| submission::needs_sending(record))
         .and_then(|r| r.password_secret_ref.as_ref());
     let password = match password_ref {
         Some(reference) => Some(

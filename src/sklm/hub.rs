@@ -248,9 +248,9 @@ impl Hub {
             };
             if changed {
                 for object in subscribers {
-                    // Every subscriber has a route, because only the reconcile of a
-                    // watching controller subscribes. A send fails only after that
-                    // controller stopped.
+                    // Only the reconcile of a watching controller subscribes, so a
+                    // subscriber without a route is not expected. A send fails only
+                    // after that controller stopped, and then nobody needs the trigger.
                     if let Some(route) = self.routes.route(&object) {
                         let _ = route.trigger.unbounded_send(object);
                     }
